@@ -1,0 +1,287 @@
+"""The ``dbtool`` command: a thin click skin over the library.
+
+Each command resolves its target, calls one library function and reports. Errors from anywhere
+below are turned into one ``error: <what> (<hint>)`` line in one place, :meth:`DbtoolGroup.main`.
+Nothing here imports psycopg, rich or boto3 at module level, so ``dbtool --help`` starts fast.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from dbtool.errors import DbtoolError, ProductionRefused
+
+TARGET_NAMES = ("local", "prod")
+# Secrets of targets resolved in this process, removed from any error text before it is shown.
+_secrets: list[Callable[[str], str]] = []
+
+
+class DbtoolGroup(click.Group):
+    """A click group whose ``main`` reports every failure as one line and exits 1 (2 for usage)."""
+
+    def main(self, args: Any = None, prog_name: str | None = None, **extra: Any) -> Any:  # type: ignore[override]
+        argv = list(sys.argv[1:] if args is None else args)
+        debug = "--debug" in argv or bool(os.environ.get("DBTOOL_DEBUG"))
+        extra["standalone_mode"] = False
+        try:
+            code = super().main(argv, prog_name or "dbtool", **extra)
+        except click.UsageError as error:
+            where = error.ctx.command_path if error.ctx else "dbtool"
+            _fail(f"{error.format_message()} (see '{where} --help')", 2)
+        except (KeyboardInterrupt, click.Abort):
+            _fail("interrupted (nothing was committed)", 130)
+        except DbtoolError as error:
+            if debug:
+                raise
+            _fail(str(error), error.exit_code)
+        except Exception as error:
+            if debug or not _is_database_error(error):
+                raise
+            _fail(f"{type(error).__name__}: {str(error).strip().splitlines()[0]} (run with --debug for details)", 1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+def _is_database_error(error: Exception) -> bool:
+    module = type(error).__module__
+    return module.startswith(("psycopg", "botocore", "boto3"))
+
+
+def _fail(message: str, code: int) -> None:
+    for redact in _secrets:
+        message = redact(message)
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+@click.group(cls=DbtoolGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
+@click.option(
+    "--connect-timeout",
+    type=float,
+    default=None,
+    metavar="SECONDS",
+    help="Seconds to wait for a server (default: $DBTOOL_CONNECT_TIMEOUT, else 5).",
+)
+@click.version_option(package_name="dbtool")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool, connect_timeout: float | None) -> None:
+    """PostgreSQL developer kit: create, drop, load, seed and inspect local and prod databases.
+
+    TARGET is 'local' (CONNECTION_URL, the default) or 'prod' (PROD_CONNECTION_URL); both are read
+    from the environment, then from the project's .env file.
+    """
+    ctx.obj = {"connect_timeout": connect_timeout}
+
+
+def _resolve(name: str) -> Any:
+    from dbtool.targets import resolve_target
+
+    ctx = click.get_current_context()
+    target = resolve_target(name, connect_timeout=ctx.find_root().obj["connect_timeout"])
+    _secrets.append(target.redact)
+    return target
+
+
+def confirm_production(target: Any, yes: bool) -> None:
+    """Make a person type the database name before anything writes to production."""
+    if not target.is_prod or yes:
+        return
+    if not sys.stdin.isatty():
+        raise ProductionRefused(
+            f"refusing to change PRODUCTION {target.display} without confirmation",
+            "run it in a terminal to be asked, or pass --yes",
+        )
+    click.secho(f"PRODUCTION: {target.display}", fg="red", bold=True, err=True)
+    answer = click.prompt(
+        f"Type the database name ({target.dbname}) to continue", default="", show_default=False, err=True
+    )
+    if answer.strip() != target.dbname:
+        raise ProductionRefused("confirmation did not match the database name; nothing was changed")
+
+
+def target_command(*, writes: bool, sql_file: str | None = None) -> Callable[[Callable[..., Any]], Any]:
+    """Shared TARGET argument, --yes and --file; the command receives the resolved target."""
+
+    def decorate(func: Callable[..., Any]) -> Any:
+        @functools.wraps(func)
+        def wrapper(target: str, yes: bool = False, **kwargs: Any) -> Any:
+            resolved = _resolve(target)
+            if writes:
+                confirm_production(resolved, yes)
+            return func(resolved, **kwargs)
+
+        command = wrapper
+        if sql_file is not None:
+            command = click.option(
+                "--file",
+                "file",
+                type=click.Path(path_type=Path, dir_okay=False),
+                default=None,
+                help=f"SQL file to load instead of {sql_file}.",
+            )(command)
+        if writes:
+            command = click.option("--yes", "-y", is_flag=True, help="Do not ask before writing to prod.")(command)
+        return click.argument("target", type=click.Choice(TARGET_NAMES), default="local", required=False)(command)
+
+    return decorate
+
+
+def _echo_target(verb: str, target: Any) -> None:
+    label = "PRODUCTION " if target.is_prod else ""
+    click.echo(f"{verb} {label}{target.display}")
+
+
+@cli.command()
+@target_command(writes=True)
+def create(target: Any) -> None:
+    """Create the target's database (exits 0 if it exists).  Example: dbtool create prod"""
+    from dbtool.admin import create_database
+
+    created = create_database(target)
+    click.echo(f"created database {target.dbname}" if created else f"database {target.dbname} already exists")
+
+
+@cli.command()
+@target_command(writes=True)
+@click.option("--force", is_flag=True, help="On prod, end other sessions too (local always does).")
+def drop(target: Any, force: bool) -> None:
+    """Drop the target's database, ending local sessions first.  Example: dbtool drop"""
+    click.echo(_drop(target, force))
+
+
+def _drop(target: Any, force: bool) -> str:
+    from dbtool.admin import drop_database
+
+    result = drop_database(target, force=force or not target.is_prod, on_sessions=_report_sessions)
+    return f"dropped database {target.dbname}" if result.existed else f"database {target.dbname} does not exist"
+
+
+def _report_sessions(sessions: Any) -> None:
+    for session in sessions:
+        click.echo(
+            f"ending session pid {session.pid} user {session.user} application {session.application or '-'}", err=True
+        )
+
+
+def _sql_path(target: Any, file: Path | None, default: str) -> Path:
+    return file if file is not None else target.root / default
+
+
+def _load(target: Any, path: Path, *, notices: bool = True) -> str:
+    """Load one file; server notices go to stderr unless ``notices`` is off (setup's fresh database)."""
+    from dbtool.sqlfile import display_path, load_file
+
+    result = load_file(target, path, on_notice=(lambda text: click.echo(text, err=True)) if notices else None)
+    return f"{display_path(path)}: {result.statements} statements"
+
+
+@cli.command("schema-load")
+@target_command(writes=True, sql_file="db/schema.sql")
+def schema_load(target: Any, file: Path | None) -> None:
+    """Load db/schema.sql in one transaction.  Example: dbtool schema-load prod"""
+    click.echo(f"loaded {_load(target, _sql_path(target, file, 'db/schema.sql'))} into {target.display}")
+
+
+@cli.command()
+@target_command(writes=True, sql_file="db/seed.sql")
+def seed(target: Any, file: Path | None) -> None:
+    """Load db/seed.sql in one transaction.  Example: dbtool seed"""
+    click.echo(f"loaded {_load(target, _sql_path(target, file, 'db/seed.sql'))} into {target.display}")
+
+
+@cli.command()
+@target_command(writes=True)
+@click.option("--force", is_flag=True, help="On prod, end other sessions when dropping.")
+def setup(target: Any, force: bool) -> None:
+    """Drop, create, load the schema and seed, all on one target.  Example: dbtool setup"""
+    from dbtool.admin import create_database
+
+    _echo_target("setting up", target)
+    steps: list[tuple[str, Callable[[], str]]] = [
+        ("drop", lambda: _drop(target, force)),
+        ("create", lambda: "created" if create_database(target) else "already existed"),
+        ("schema-load", lambda: _load(target, target.root / "db/schema.sql", notices=False)),
+        ("seed", lambda: _load(target, target.root / "db/seed.sql", notices=False)),
+    ]
+    for name, step in steps:
+        started = time.perf_counter()
+        try:
+            outcome = step()
+        except DbtoolError:
+            click.echo(f"  {name:<12} failed  {time.perf_counter() - started:6.2f}s")
+            raise
+        click.echo(f"  {name:<12} ok      {time.perf_counter() - started:6.2f}s  {outcome}")
+
+
+@cli.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def connect(args: tuple[str, ...]) -> None:
+    """Open psql on the target; other arguments go to psql.  Example: dbtool connect prod -c 'select 1'"""
+    from dbtool.psql import exec_psql
+
+    name, rest = (args[0], args[1:]) if args and args[0] in TARGET_NAMES else ("local", args)
+    exec_psql(_resolve(name), rest)
+
+
+@cli.command()
+@target_command(writes=False)
+@click.option("--all", "include_all", is_flag=True, help="Include background workers.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+def sessions(target: Any, include_all: bool, as_json: bool) -> None:
+    """Show who is connected to the target's server.  Example: dbtool sessions prod --json"""
+    from dbtool.sessions import list_sessions
+
+    rows = list_sessions(target, include_all=include_all)
+    if as_json:
+        click.echo(json.dumps([row.as_dict() for row in rows], indent=2))
+        return
+    from dbtool.sessions_table import render
+
+    render(rows, title=f"sessions on {target.display}")
+
+
+@cli.command("update-sg-rule")
+def update_sg_rule() -> None:
+    """Point the RDS security group rule at this workspace's IP (not built yet)."""
+    raise DbtoolError("update-sg-rule is not available yet", "it arrives with issue #4; use the AWS console meanwhile")
+
+
+@cli.group()
+def local() -> None:
+    """A throwaway PostgreSQL for this project, kept in .dbtool/."""
+
+
+@local.command("start")
+@click.option("--database", default="cruddur", show_default=True, help="Database name for the printed URL.")
+def local_start(database: str) -> None:
+    """Start (creating on first use) and print `export CONNECTION_URL=…`.  Example: eval "$(dbtool local start)" """
+    from dbtool.localserver import start
+
+    click.echo(f"export CONNECTION_URL='{start(_project_root(), database)}'")
+
+
+@local.command("stop")
+def local_stop() -> None:
+    """Stop the project's throwaway PostgreSQL.  Example: dbtool local stop"""
+    from dbtool.localserver import stop
+
+    click.echo("stopped" if stop(_project_root()) else "not running")
+
+
+def _project_root() -> Path:
+    from dbtool.project import find_root
+
+    return find_root()
+
+
+def main() -> None:
+    cli.main()

@@ -1,0 +1,90 @@
+"""Open connections to a target and turn libpq's failures into errors that say what to do.
+
+libpq reports connection failures as one ``OperationalError`` with English text; the phrases
+matched below are libpq's and the server's own, stable across versions.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from dbtool.errors import AuthenticationFailed, ConnectionFailed, DatabaseMissing, DbtoolError
+from dbtool.targets import MAINTENANCE_DATABASES, TARGET_VARIABLES, Target
+
+if TYPE_CHECKING:
+    import psycopg
+
+SG_HINT = "the RDS security group may not allow this IP: run ./bin/rds-update-sg-rule"
+
+
+def connect(target: Target, *, dbname: str | None = None, autocommit: bool = False) -> psycopg.Connection:
+    """A connection to the target's database (or ``dbname`` on the same server)."""
+    import psycopg
+
+    dbname = dbname or target.dbname
+    try:
+        return psycopg.connect(target.conninfo_for(dbname), autocommit=autocommit)
+    except psycopg.OperationalError as error:
+        raise connection_error(error, target, dbname) from None
+
+
+def connect_maintenance(target: Target) -> psycopg.Connection:
+    """An autocommit connection to a database other than the target's, for CREATE/DROP DATABASE."""
+    last: DatabaseMissing | None = None
+    for dbname in MAINTENANCE_DATABASES:
+        if dbname == target.dbname:
+            continue
+        try:
+            return connect(target, dbname=dbname, autocommit=True)
+        except DatabaseMissing as error:
+            last = error
+    assert last is not None
+    raise last
+
+
+def connection_error(error: Exception, target: Target, dbname: str) -> DbtoolError:
+    """Classify a libpq connection failure into one error with a hint for this target."""
+    text = target.redact(str(error))
+    reason = _reason(text)
+    where = target.display if dbname == target.dbname else f"{target.display} (database {dbname})"
+    variable = TARGET_VARIABLES[target.name]
+    lowered = text.lower()
+    if f'database "{dbname}" does not exist' in text:
+        suffix = " prod" if target.is_prod else ""
+        return DatabaseMissing(
+            f'database "{dbname}" does not exist on {where}', f"create it with ./bin/db-create{suffix}"
+        )
+    if "password authentication failed" in lowered or "no password supplied" in lowered:
+        return AuthenticationFailed(
+            f"authentication failed for {where}",
+            f"check the user and password in {variable}; special characters must be percent-encoded",
+        )
+    if "server does not support ssl" in lowered:
+        return ConnectionFailed(f"{where} does not accept SSL", "add sslmode=disable to the URL if that is intended")
+    if "no pg_hba.conf entry" in lowered:
+        return AuthenticationFailed(
+            f"{where} refused this client: {reason}", "the server's pg_hba.conf does not allow it"
+        )
+    if "timeout expired" in lowered:
+        return ConnectionFailed(f"connection to {where} timed out", _unreachable_hint(target))
+    if "could not translate host name" in lowered:
+        return ConnectionFailed(f"cannot resolve the host of {where}", f"check the host name in {variable}")
+    if "connection refused" in lowered:
+        return ConnectionFailed(f"connection to {where} refused", _unreachable_hint(target))
+    return ConnectionFailed(f"cannot connect to {where}: {reason}", f"check {variable}")
+
+
+def _unreachable_hint(target: Target) -> str:
+    if target.is_prod:
+        return SG_HINT
+    return "is the server running and listening there? check CONNECTION_URL"
+
+
+def _reason(text: str) -> str:
+    """The last, most specific line of a libpq message, without its 'connection to ... failed:' prefix."""
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    last = lines[0] if lines else text
+    for line in lines:
+        if "failed:" in line:
+            last = line
+    return last.rsplit("failed:", 1)[-1].replace("FATAL:", "").strip()

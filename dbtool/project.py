@@ -1,0 +1,70 @@
+"""Where the project is and what its configuration says.
+
+Configuration is read in one documented order: the real environment wins over the project's
+``.env`` file, which wins over defaults. The ``.env`` file is read, never written, and never copied
+into ``os.environ``: application code importing dbtool must not have its environment changed.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT_VARIABLE = "DBTOOL_PROJECT_ROOT"
+# A directory is the project root when it holds one of these (checked nearest first).
+ROOT_MARKERS = (".env", "db", ".env.example")
+
+
+def find_root(start: Path | None = None, environ: Mapping[str, str] | None = None) -> Path:
+    """Return the project root: $DBTOOL_PROJECT_ROOT, else the nearest ancestor with a marker.
+
+    Walking up lets commands run from any subdirectory (issue #2); the bin/ scripts set the
+    variable so they also work from outside the project. With no marker anywhere, the start
+    directory is used, and later errors name the files they looked for there.
+    """
+    environ = os.environ if environ is None else environ
+    if environ.get(ROOT_VARIABLE):
+        return Path(environ[ROOT_VARIABLE]).resolve()
+    here = (start or Path.cwd()).resolve()
+    for candidate in (here, *here.parents):
+        if any((candidate / marker).exists() for marker in ROOT_MARKERS):
+            return candidate
+    return here
+
+
+@dataclass(frozen=True)
+class Setting:
+    """A configuration value and where it came from (shown by commands, never with secrets)."""
+
+    value: str
+    source: str
+
+
+class Config:
+    """Read-only view of the environment over the project's ``.env`` file."""
+
+    def __init__(self, root: Path, environ: Mapping[str, str] | None = None) -> None:
+        self.root = root
+        self.env_file = root / ".env"
+        self._environ = dict(os.environ if environ is None else environ)
+        self._dotenv = _read_dotenv(self.env_file)
+
+    def get(self, name: str) -> Setting | None:
+        """The value of ``name`` from the environment, else from ``.env``; empty counts as unset."""
+        if self._environ.get(name):
+            return Setting(self._environ[name], "environment")
+        if self._dotenv.get(name):
+            return Setting(self._dotenv[name], f"{self.env_file}")
+        return None
+
+
+def _read_dotenv(path: Path) -> dict[str, str]:
+    if not path.is_file():
+        return {}
+    from dotenv import dotenv_values
+
+    # No ${VAR} interpolation: a password containing "$" must arrive exactly as written.
+    values = dotenv_values(path, interpolate=False)
+    return {key: value for key, value in values.items() if value is not None}

@@ -1,0 +1,36 @@
+"""Hand the terminal to ``psql``, connected to a target, with the password kept out of argv.
+
+Anything on a command line is readable by every user of the machine (``ps``, ``/proc/*/cmdline``);
+the old ``psql $URL`` put the production password there. libpq reads ``PGPASSWORD`` from the
+environment instead, which only the process's own user can read.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Sequence
+
+from dbtool.errors import ToolMissing
+from dbtool.targets import Target
+
+PSQL_INSTALL_HINT = "install the PostgreSQL client: apt-get install postgresql-client, or brew install libpq"
+
+
+def psql_invocation(target: Target, extra_args: Sequence[str] = ()) -> tuple[str, list[str], dict[str, str]]:
+    """The psql executable, its argv and its environment for this target."""
+    psql = shutil.which("psql")
+    if psql is None:
+        raise ToolMissing("psql is not installed", PSQL_INSTALL_HINT)
+    env = dict(os.environ)
+    env.pop("PGPASSWORD", None)
+    if target.password is not None:
+        env["PGPASSWORD"] = target.password
+    argv = ["psql", "--dbname", target.conninfo_for(with_password=False), *extra_args]
+    return psql, argv, env
+
+
+def exec_psql(target: Target, extra_args: Sequence[str] = ()) -> None:
+    """Replace this process with psql; returns only if exec itself fails."""
+    psql, argv, env = psql_invocation(target, extra_args)
+    os.execve(psql, argv, env)

@@ -1,0 +1,192 @@
+"""Resolve a target name (``local`` or ``prod``) into where its connections go.
+
+Everything about a connection is decided here, once, so every command and the application agree:
+which variable names the server, libpq's parse of it (never string surgery: the old scripts' ``sed``
+turned ``cruddurroot`` into ``root``), the connect timeout, ``application_name`` and the SSL default
+for production. Resolution order: explicit argument > environment > ``.env`` > default.
+"""
+
+from __future__ import annotations
+
+import getpass
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+
+from dbtool.errors import DbtoolError, MalformedUrl, TargetNotConfigured
+from dbtool.project import Config, find_root
+
+TARGET_VARIABLES = {"local": "CONNECTION_URL", "prod": "PROD_CONNECTION_URL"}
+TIMEOUT_VARIABLE = "DBTOOL_CONNECT_TIMEOUT"
+DEFAULT_CONNECT_TIMEOUT = 5
+APPLICATION_NAME = "dbtool"
+# Databases to hold the maintenance connection for CREATE/DROP DATABASE, in order of preference.
+MAINTENANCE_DATABASES = ("postgres", "template1")
+PERCENT_ENCODING_HINT = (
+    "percent-encode special characters in the password: @ as %40, / as %2F, : as %3A, ? as %3F, # as %23, % as %25"
+)
+
+
+@dataclass(frozen=True)
+class Target:
+    """A resolved target. ``conninfo`` holds the password, so it is kept out of ``repr``."""
+
+    name: str
+    conninfo: str = field(repr=False)
+    dbname: str
+    is_prod: bool
+    root: Path
+    sources: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def params(self) -> dict[str, str]:
+        from psycopg.conninfo import conninfo_to_dict
+
+        return {key: str(value) for key, value in conninfo_to_dict(self.conninfo).items()}
+
+    @property
+    def password(self) -> str | None:
+        return self.params.get("password")
+
+    @property
+    def display(self) -> str:
+        """``user@host:port/db``: how a target is shown anywhere, never with its password."""
+        params = self.params
+        user = params.get("user") or getpass.getuser()
+        host = params.get("host") or params.get("hostaddr") or "localhost"
+        return f"{user}@{host}:{params.get('port') or 5432}/{self.dbname}"
+
+    def conninfo_for(self, dbname: str | None = None, *, with_password: bool = True) -> str:
+        """This target's conninfo, optionally on another database or without the password."""
+        from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+        params = conninfo_to_dict(self.conninfo)
+        if dbname is not None:
+            params["dbname"] = dbname
+        if not with_password:
+            params.pop("password", None)
+        return make_conninfo("", **params)
+
+    def redact(self, text: str) -> str:
+        """Remove this target's password from text that is about to be shown."""
+        password = self.password
+        if not password:
+            return text
+        from urllib.parse import quote
+
+        for form in {password, quote(password, safe=""), quote(password)}:
+            text = text.replace(form, "****")
+        return text
+
+
+def resolve_target(
+    name: str = "local",
+    *,
+    config: Config | None = None,
+    connect_timeout: float | None = None,
+) -> Target:
+    """Resolve ``name`` into a :class:`Target`, or raise a :class:`DbtoolError` saying what to fix."""
+    if name not in TARGET_VARIABLES:
+        raise DbtoolError(f"unknown target {name!r}", "use 'local' or 'prod'")
+    config = config or Config(find_root())
+    variable = TARGET_VARIABLES[name]
+    setting = config.get(variable)
+    if setting is None:
+        raise TargetNotConfigured(
+            f"{variable} is not set",
+            f"set it in the environment or in {config.env_file}; see .env.example",
+        )
+    params = _parse(setting.value, variable)
+    sources = {"url": f"{variable} from {setting.source}"}
+    is_prod = name == "prod"
+    _apply_defaults(params, sources, config, is_prod=is_prod, connect_timeout=connect_timeout)
+    from psycopg.conninfo import make_conninfo
+
+    return Target(
+        name=name,
+        conninfo=make_conninfo("", **params),
+        dbname=params["dbname"],
+        is_prod=is_prod,
+        root=config.root,
+        sources=MappingProxyType(sources),
+    )
+
+
+def _parse(raw: str, variable: str) -> dict[str, str]:
+    """libpq's parse of a URL or key=value string, with the mistakes it accepts silently caught."""
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        params = {key: str(value) for key, value in conninfo_to_dict(raw).items()}
+    except psycopg.ProgrammingError:
+        # libpq's message quotes the string, password included: never show it.
+        raise MalformedUrl(f"{variable} is not a valid PostgreSQL URL", PERCENT_ENCODING_HINT) from None
+    host = params.get("host", "")
+    if "@" in host or ("/" in host and not host.startswith("/")):  # a leading "/" is a socket directory
+        # "postgresql://u:p@ss@host/db" parses with host "ss@host": an unencoded password.
+        raise MalformedUrl(f"{variable} has an unexpected '@' or '/' in its host name", PERCENT_ENCODING_HINT)
+    if any(not part.strip().isdigit() for part in params.get("port", "5432").split(",")):
+        raise MalformedUrl(f"{variable} has a port that is not a number", PERCENT_ENCODING_HINT)
+    if not params.get("dbname"):
+        raise MalformedUrl(
+            f"{variable} names no database",
+            "end the URL with the database name, e.g. postgresql://user@host:5432/cruddur",
+        )
+    return params
+
+
+def _apply_defaults(
+    params: dict[str, str],
+    sources: dict[str, str],
+    config: Config,
+    *,
+    is_prod: bool,
+    connect_timeout: float | None,
+) -> None:
+    if connect_timeout is not None:
+        params["connect_timeout"] = _timeout(str(connect_timeout), "--connect-timeout")
+        sources["connect_timeout"] = "option"
+    elif "connect_timeout" in params:
+        sources["connect_timeout"] = "url"
+    elif (setting := config.get(TIMEOUT_VARIABLE)) is not None:
+        params["connect_timeout"] = _timeout(setting.value, TIMEOUT_VARIABLE)
+        sources["connect_timeout"] = f"{TIMEOUT_VARIABLE} from {setting.source}"
+    else:
+        params["connect_timeout"] = str(DEFAULT_CONNECT_TIMEOUT)
+        sources["connect_timeout"] = "default"
+    params.setdefault("application_name", APPLICATION_NAME)
+    if "sslmode" in params:
+        sources["sslmode"] = "url"
+    elif is_prod and config.get("PGSSLMODE") is None and not is_local_host(params):
+        # RDS accepts SSL; a production password should never cross the network in clear.
+        params["sslmode"] = "require"
+        sources["sslmode"] = "default for a remote production host"
+
+
+def _timeout(value: str, origin: str) -> str:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1
+    if seconds <= 0:
+        raise DbtoolError(f"{origin} must be a positive number of seconds, not {value!r}")
+    # libpq takes whole seconds, and treats 1 as 2; round up so a short timeout is never 0 (= wait forever).
+    return str(max(2, int(-(-seconds // 1))))
+
+
+def is_local_host(params: Mapping[str, str]) -> bool:
+    """True when every host is a Unix socket, ``localhost`` or a loopback address."""
+    hosts = params.get("host") or params.get("hostaddr") or ""
+    return all(_is_local(host.strip()) for host in hosts.split(","))
+
+
+def _is_local(host: str) -> bool:
+    if not host or host.startswith(("/", "@")) or host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -1,0 +1,176 @@
+"""Test fixtures: two real PostgreSQL servers started for the session, and a clean environment.
+
+``local`` is a plain server with scram passwords; ``prod`` is "prod-like": SSL required,
+scram-sha-256, a superuser named like an RDS master (``cruddurroot``, containing the database
+name that the old scripts' sed mangled) whose password is full of URL-hostile characters.
+A missing PostgreSQL is an error, never a skip: CI must not go green without a server.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from dbtool.cluster import Cluster, find_bindir, free_port, service_user
+
+REPO = Path(__file__).resolve().parent.parent
+LOCAL_USER, LOCAL_PASSWORD = "postgres", "local-Secret-42"
+PROD_USER, PROD_PASSWORD = "cruddurroot", "p@ss:w/o?r#d%!'\" $x\\y&=+"
+DBNAME = "cruddur"
+
+
+@dataclass(frozen=True)
+class Server:
+    """A running test server and a superuser on it."""
+
+    cluster: Cluster
+    user: str
+    password: str
+    ssl: bool
+
+    def url(self, dbname: str = DBNAME, *, password: str | None = None, user: str | None = None) -> str:
+        query = {"sslmode": "require"} if self.ssl else {}
+        return self.cluster.url(user or self.user, self.password if password is None else password, dbname, **query)
+
+    def admin(self, dbname: str = "postgres") -> psycopg.Connection:
+        return psycopg.connect(self.url(dbname), autocommit=True)
+
+    def reset(self, dbname: str = DBNAME) -> None:
+        """Drop ``dbname`` so each test starts from nothing."""
+        with self.admin() as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname)))
+
+    def create(self, dbname: str = DBNAME) -> None:
+        with self.admin() as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
+
+    def exists(self, dbname: str = DBNAME) -> bool:
+        with self.admin() as conn:
+            row = conn.execute("SELECT count(*) FROM pg_database WHERE datname = %s", [dbname]).fetchone()
+            return bool(row and row[0])
+
+    def dump(self, dbname: str = DBNAME) -> str:
+        """pg_dump of schema and data: 'exactly as before' is compared on this."""
+        env = {**os.environ, "PGPASSWORD": self.password}
+        result = subprocess.run(
+            [str(self.cluster.bindir / "pg_dump"), "--no-owner", "--dbname", self.url(dbname, password="")],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=True,
+        )
+        # \restrict lines carry a random key per run (pg_dump 15.14+); everything else must match.
+        return "\n".join(
+            line for line in result.stdout.splitlines() if not line.startswith(("\\restrict", "\\unrestrict"))
+        )
+
+
+@pytest.fixture(scope="session")
+def workdir() -> Iterator[Path]:
+    # Readable by the unprivileged server user when the tests run as root.
+    path = Path(tempfile.mkdtemp(prefix="dbtool-tests-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _start(workdir: Path, name: str, user: str, password: str, *, ssl: bool) -> Cluster:
+    cluster = Cluster(workdir / name, free_port(), find_bindir(), service_user())
+    settings: dict[str, str | int] = {
+        "fsync": "off",
+        "full_page_writes": "off",
+        "synchronous_commit": "off",
+        "password_encryption": "scram-sha-256",
+        "max_connections": 50,
+    }
+    files: dict[str, str] = {}
+    hba = ["host all all 127.0.0.1/32 scram-sha-256"]
+    if ssl:
+        key, cert = _self_signed(workdir / f"{name}-cert")
+        files = {"server.key": key, "server.crt": cert}
+        settings |= {"ssl": "on", "ssl_cert_file": "server.crt", "ssl_key_file": "server.key"}
+        hba = ["hostssl all all 127.0.0.1/32 scram-sha-256", "hostnossl all all 0.0.0.0/0 reject"]
+    cluster.init(user, password, settings=settings, hba=hba, files=files)
+    cluster.start()
+    return cluster
+
+
+def _self_signed(directory: Path) -> tuple[str, str]:
+    directory.mkdir()
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-new",
+            "-x509",
+            "-days",
+            "2",
+            "-nodes",
+            "-subj",
+            "/CN=localhost",
+            "-newkey",
+            "rsa:2048",
+            "-keyout",
+            str(directory / "key"),
+            "-out",
+            str(directory / "crt"),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return (directory / "key").read_text(), (directory / "crt").read_text()
+
+
+@pytest.fixture(scope="session")
+def local_server(workdir: Path) -> Iterator[Server]:
+    cluster = _start(workdir, "local", LOCAL_USER, LOCAL_PASSWORD, ssl=False)
+    yield Server(cluster, LOCAL_USER, LOCAL_PASSWORD, ssl=False)
+    cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def prod_server(workdir: Path) -> Iterator[Server]:
+    cluster = _start(workdir, "prod", PROD_USER, PROD_PASSWORD, ssl=True)
+    yield Server(cluster, PROD_USER, PROD_PASSWORD, ssl=True)
+    cluster.stop()
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No developer shell variable may leak into a test; every test runs in its own empty project."""
+    for name in list(os.environ):
+        if name.startswith(("PG", "AWS_", "DBTOOL_")) or name in ("CONNECTION_URL", "PROD_CONNECTION_URL"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A project directory holding the real db/schema.sql and db/seed.sql, as the current directory."""
+    shutil.copytree(REPO / "db", tmp_path / "db")
+    return tmp_path
+
+
+@pytest.fixture
+def local(local_server: Server, project: Path, monkeypatch: pytest.MonkeyPatch) -> Server:
+    """The local target configured through CONNECTION_URL, with no database yet."""
+    local_server.reset()
+    monkeypatch.setenv("CONNECTION_URL", local_server.url())
+    return local_server
+
+
+@pytest.fixture
+def prod(prod_server: Server, project: Path, monkeypatch: pytest.MonkeyPatch) -> Server:
+    """The prod target configured through PROD_CONNECTION_URL, with no database yet."""
+    prod_server.reset()
+    monkeypatch.setenv("PROD_CONNECTION_URL", prod_server.url())
+    return prod_server
