@@ -62,7 +62,7 @@ def _fail(message: str, code: int) -> None:
     sys.exit(code)
 
 
-@click.group(cls=DbtoolGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(name="dbtool", cls=DbtoolGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
 @click.option(
     "--connect-timeout",

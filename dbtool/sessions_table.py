@@ -8,16 +8,18 @@ from collections.abc import Sequence
 from dbtool.sessions import Activity
 
 QUERY_WIDTH = 40
+# (column, longest text shown; None = never cut). Free text is cut so one long query cannot push
+# pid, state and age off a narrow terminal.
 COLUMNS = (
-    ("pid", 7),
-    ("user", 6),
-    ("database", 6),
-    ("client", 6),
-    ("application", 6),
-    ("state", 6),
-    ("for", 5),
-    ("wait", 4),
-    ("query", 10),
+    ("pid", None),
+    ("user", 16),
+    ("database", 16),
+    ("client", 39),
+    ("application", 20),
+    ("state", None),
+    ("for", None),
+    ("wait", 20),
+    ("query", QUERY_WIDTH),
 )
 # Piped output is not squeezed to 80 columns: rich would cut every column to an ellipsis.
 PIPE_WIDTH = 200
@@ -28,11 +30,10 @@ def render(rows: Sequence[Activity], *, title: str) -> None:
     from rich.table import Table
 
     table = Table(title=title, title_justify="left")
-    # Narrow terminals shrink the free-text columns; pid, state and age always stay readable.
-    for column, max_width in COLUMNS:
-        table.add_column(column, no_wrap=True, overflow="ellipsis", max_width=max_width)
+    for column, _ in COLUMNS:
+        table.add_column(column, no_wrap=True, overflow="ellipsis")
     for row in rows:
-        table.add_row(
+        cells = (
             f"{row.pid}*" if row.is_self else str(row.pid),
             row.user,
             row.database,
@@ -41,12 +42,21 @@ def render(rows: Sequence[Activity], *, title: str) -> None:
             row.state,
             duration(row.state_seconds),
             row.wait,
-            " ".join(row.query.split())[:QUERY_WIDTH],
+            " ".join(row.query.split()),
+        )
+        table.add_row(
+            *(_cut(cell, width) for cell, (_, width) in zip(cells, COLUMNS, strict=True)),
             style="bold" if row.is_self else None,
         )
-    console = Console(width=None if sys.stdout.isatty() else PIPE_WIDTH)
+    # rich ignores a width without a height when TERM is "dumb", as in CI and editors' terminals.
+    console = Console() if sys.stdout.isatty() else Console(width=PIPE_WIDTH, height=25)
     console.print(table)
     console.print("* this session", style="dim")
+
+
+def _cut(text: str, width: int | None) -> str:
+    """Shorten free text ourselves: rich's own column limits squeeze every column on some widths."""
+    return text if width is None or len(text) <= width else text[: width - 1] + "…"
 
 
 def duration(seconds: float | None) -> str:

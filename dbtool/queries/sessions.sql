@@ -8,9 +8,11 @@ SELECT pid,
        extract(epoch FROM clock_timestamp() - state_change)::float8 AS state_seconds,
        concat_ws(':', wait_event_type, wait_event) AS wait,
        coalesce(query, '') AS query,
-       backend_type,
+       coalesce(backend_type, '') AS backend_type,
        pid = pg_catalog.pg_backend_pid() AS is_self
 FROM pg_catalog.pg_stat_activity
 WHERE coalesce(usename, '') <> 'rdsadmin'
-  AND (%(all)s OR backend_type = 'client backend')
+  -- A non-superuser sees backend_type as NULL for other users' sessions; those with a database
+  -- are clients (background workers have none).
+  AND (%(all)s OR backend_type = 'client backend' OR (backend_type IS NULL AND datname IS NOT NULL))
 ORDER BY pid = pg_catalog.pg_backend_pid(), backend_type <> 'client backend', state_change NULLS LAST, pid

@@ -1,0 +1,147 @@
+"""Every failure is one line on stderr, exit 1 (2 for usage), and never shows a password."""
+
+from __future__ import annotations
+
+import socket
+import time
+from urllib.parse import quote
+
+import pytest
+
+from tests.conftest import PROD_PASSWORD
+from tests.helpers import dbtool, error_line
+
+SECRET = "Zq9!x@y/z#w%v"
+
+
+def assert_no_secret(run, secret=SECRET):
+    for form in {secret, quote(secret, safe=""), quote(secret)}:
+        assert form not in run.all, run.all
+
+
+def test_variable_not_set():
+    run = dbtool("create")
+    assert run.code == 1
+    assert error_line(run).startswith("error: CONNECTION_URL is not set (set it in the environment or in ")
+    assert "see .env.example" in run.err
+
+
+def test_prod_variable_not_set(monkeypatch):
+    monkeypatch.setenv("CONNECTION_URL", "postgresql://u@127.0.0.1/db")
+    assert "PROD_CONNECTION_URL is not set" in error_line(dbtool("sessions", "prod"))
+
+
+def test_malformed_url_mentions_percent_encoding(monkeypatch):
+    monkeypatch.setenv("CONNECTION_URL", f"postgresql://cruddurroot:{SECRET}@db.example.com:5432/cruddur")
+    run = dbtool("create")
+    assert run.code == 1
+    assert "percent-encode special characters in the password" in error_line(run)
+    assert_no_secret(run)
+
+
+def test_connection_refused_local(project, monkeypatch):
+    port = _closed_port()
+    monkeypatch.setenv("CONNECTION_URL", f"postgresql://postgres:{quote(SECRET, safe='')}@127.0.0.1:{port}/cruddur")
+    run = dbtool("schema-load")
+    assert run.code == 1
+    assert error_line(run) == (
+        f"error: connection to postgres@127.0.0.1:{port}/cruddur refused "
+        "(is the server running and listening there? check CONNECTION_URL)"
+    )
+    assert_no_secret(run)
+
+
+def test_connection_refused_prod_points_at_the_security_group(monkeypatch):
+    port = _closed_port()
+    monkeypatch.setenv("PROD_CONNECTION_URL", f"postgresql://root:{quote(SECRET, safe='')}@127.0.0.1:{port}/cruddur")
+    run = dbtool("sessions", "prod")
+    assert "security group" in error_line(run) and "./bin/rds-update-sg-rule" in run.err
+    assert_no_secret(run)
+
+
+def test_connection_timeout_is_bounded(monkeypatch):
+    # A listener that accepts and never answers: what a black-holed RDS endpoint looks like to libpq.
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(8)
+        port = server.getsockname()[1]
+        url = f"postgresql://root:{quote(SECRET, safe='')}@127.0.0.1:{port}/cruddur"
+        monkeypatch.setenv("PROD_CONNECTION_URL", url)
+        started = time.monotonic()
+        run = dbtool("--connect-timeout", "2", "sessions", "prod")
+        elapsed = time.monotonic() - started
+    assert run.code == 1
+    assert error_line(run).startswith(f"error: connection to root@127.0.0.1:{port}/cruddur timed out (")
+    assert "rds-update-sg-rule" in run.err
+    assert elapsed < 10
+    assert_no_secret(run)
+
+
+def test_wrong_password(local, monkeypatch):
+    monkeypatch.setenv("CONNECTION_URL", local.url(password=SECRET))
+    run = dbtool("create")
+    assert run.code == 1
+    assert error_line(run).startswith(
+        f"error: authentication failed for postgres@127.0.0.1:{local.cluster.port}/cruddur (database postgres) "
+        "(check the user and password in CONNECTION_URL"
+    )
+    assert_no_secret(run)
+
+
+def test_wrong_password_prod(prod, monkeypatch):
+    wrong = PROD_PASSWORD + "x"
+    monkeypatch.setenv("PROD_CONNECTION_URL", prod.url(password=wrong))
+    run = dbtool("sessions", "prod")
+    assert "authentication failed for cruddurroot@127.0.0.1" in error_line(run)
+    assert_no_secret(run, wrong)
+
+
+def test_database_does_not_exist(local):
+    run = dbtool("schema-load")
+    assert run.code == 1
+    assert error_line(run) == (
+        f'error: database "cruddur" does not exist on postgres@127.0.0.1:{local.cluster.port}/cruddur '
+        "(create it with ./bin/db-create)"
+    )
+
+
+def test_database_does_not_exist_prod_hint(prod):
+    assert "(create it with ./bin/db-create prod)" in error_line(dbtool("seed", "prod", "--yes"))
+
+
+def test_usage_errors_exit_2_in_one_line():
+    run = dbtool("create", "staging")
+    assert run.code == 2
+    assert error_line(run) == (
+        "error: Invalid value for '[local|prod]': 'staging' is not one of 'local', 'prod'. (see 'dbtool create --help')"
+    )
+    unknown = dbtool("frobnicate")
+    assert unknown.code == 2 and "No such command 'frobnicate'" in error_line(unknown)
+
+
+def test_debug_shows_the_traceback():
+    with pytest.raises(Exception, match="CONNECTION_URL is not set"):
+        dbtool("--debug", "create")
+
+
+def test_password_never_in_any_output_of_a_whole_session(prod):
+    runs = [
+        dbtool("setup", "prod", "--yes"),
+        dbtool("sessions", "prod"),
+        dbtool("sessions", "prod", "--json"),
+        dbtool("create", "prod", "--yes"),
+        dbtool("drop", "prod", "--yes"),
+    ]
+    assert [run.code for run in runs] == [0, 0, 0, 0, 0]
+    for run in runs:
+        assert_no_secret(run, PROD_PASSWORD)
+
+
+def test_update_sg_rule_is_not_built_yet():
+    assert "arrives with issue #4" in error_line(dbtool("update-sg-rule"))
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
