@@ -1,0 +1,53 @@
+"""Startup stays light, help documents every command, SQL files ship, the README stays true."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import tomllib
+
+from dbtool import queries
+from dbtool.cli import cli
+from tests.helpers import REPO, dbtool
+
+COMMANDS = ["create", "drop", "schema-load", "seed", "setup", "connect", "sessions", "update-sg-rule", "local"]
+
+
+def test_help_does_not_import_heavy_modules():
+    probe = (
+        "import sys\nfrom dbtool.cli import main\nsys.argv = ['dbtool', '--help']\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in ('psycopg', 'boto3', 'botocore', 'rich', 'dotenv') if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_every_command_has_a_summary_and_example():
+    assert sorted(cli.commands) == sorted(COMMANDS)
+    for name in COMMANDS:
+        run = dbtool(name, "--help")
+        assert run.code == 0, name
+        if name not in ("update-sg-rule", "local"):
+            assert "Example: dbtool " + name in " ".join(run.out.split()), name
+
+
+def test_readme_documents_every_command_and_variable():
+    readme = (REPO / "README.md").read_text()
+    for name in COMMANDS:
+        assert f"`{name}" in readme or f"dbtool {name}" in readme, name
+    example = (REPO / ".env.example").read_text()
+    for variable in re.findall(r"^#? ?([A-Z_]+)=", example, flags=re.M):
+        assert variable in readme, variable
+
+
+def test_every_query_used_has_a_file_with_a_purpose_and_ships():
+    used = set()
+    for path in (REPO / "dbtool").rglob("*.py"):
+        used |= set(re.findall(r'queries\.get\("(\w+)"\)', path.read_text()))
+    assert used >= {"sessions", "database_exists", "database_sessions"}
+    for name in used:
+        assert queries.get(name).startswith("-- purpose: "), name
+    package_data = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    assert "queries/*.sql" in package_data["dbtool"]
