@@ -38,7 +38,7 @@ class DbtoolGroup(click.Group):
             where = error.ctx.command_path if error.ctx else "dbtool"
             _fail(f"{error.format_message()} (see '{where} --help')", 2)
         except (KeyboardInterrupt, click.Abort):
-            _fail("interrupted (nothing was committed)", 130)
+            _fail("interrupted (an unfinished SQL load is rolled back, never half-applied)", 130)
         except DbtoolError as error:
             if debug:
                 raise

@@ -87,6 +87,16 @@ def test_file_option_overrides_the_sql_file(local, project):
     assert tables(local) == [("other", 2)]
 
 
+def test_percent_signs_in_sql_are_not_placeholders(local, project):
+    local.create()
+    (project / "pct.sql").write_text(
+        "CREATE TABLE pct (v text);\nINSERT INTO pct VALUES ('100%'), ('%s'), ('%(x)s');\n"
+    )
+    assert dbtool("seed", "--file", "pct.sql").code == 0
+    with psycopg.connect(local.url()) as conn:
+        assert conn.execute("SELECT string_agg(v, ' ' ORDER BY v) FROM pct").fetchone() == ("%(x)s %s 100%",)
+
+
 def test_failed_load_leaves_the_database_exactly_as_before(local, project):
     local.create()
     assert dbtool("setup").code == 0
