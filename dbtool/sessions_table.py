@@ -21,7 +21,7 @@ COLUMNS = (
     ("wait", 20),
     ("query", QUERY_WIDTH),
 )
-# Piped output is not squeezed to 80 columns: rich would cut every column to an ellipsis.
+# Piped output gets room for every column; rich would otherwise assume 80 columns.
 PIPE_WIDTH = 200
 
 
@@ -30,8 +30,8 @@ def render(rows: Sequence[Activity], *, title: str) -> None:
     from rich.table import Table
 
     table = Table(title=title, title_justify="left")
-    for column, _ in COLUMNS:
-        table.add_column(column, no_wrap=True, overflow="ellipsis")
+    for column, max_width in COLUMNS:
+        table.add_column(column, no_wrap=True, overflow="ellipsis", max_width=max_width)
     for row in rows:
         cells = (
             f"{row.pid}*" if row.is_self else str(row.pid),
@@ -44,19 +44,10 @@ def render(rows: Sequence[Activity], *, title: str) -> None:
             row.wait,
             " ".join(row.query.split()),
         )
-        table.add_row(
-            *(_cut(cell, width) for cell, (_, width) in zip(cells, COLUMNS, strict=True)),
-            style="bold" if row.is_self else None,
-        )
-    # rich ignores a width without a height when TERM is "dumb", as in CI and editors' terminals.
-    console = Console() if sys.stdout.isatty() else Console(width=PIPE_WIDTH, height=25)
+        table.add_row(*cells, style="bold" if row.is_self else None)
+    console = Console(width=None if sys.stdout.isatty() else PIPE_WIDTH)
     console.print(table)
     console.print("* this session", style="dim")
-
-
-def _cut(text: str, width: int | None) -> str:
-    """Shorten free text ourselves: rich's own column limits squeeze every column on some widths."""
-    return text if width is None or len(text) <= width else text[: width - 1] + "…"
 
 
 def duration(seconds: float | None) -> str:
