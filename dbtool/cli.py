@@ -7,6 +7,7 @@ Nothing here imports psycopg, rich or boto3 at module level, so ``dbtool --help`
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -21,6 +22,7 @@ import click
 from dbtool.errors import DbtoolError, ProductionRefused
 
 TARGET_NAMES = ("local", "prod")
+PROGRESS_MIN_BYTES = 4 << 20
 # Secrets of targets resolved in this process, removed from any error text before it is shown.
 _secrets: list[Callable[[str], str]] = []
 
@@ -124,9 +126,9 @@ def target_command(*, writes: bool, sql_file: str | None = None) -> Callable[[Ca
             command = click.option(
                 "--file",
                 "file",
-                type=click.Path(path_type=Path, dir_okay=False),
+                type=click.Path(path_type=Path, dir_okay=False, allow_dash=True),
                 default=None,
-                help=f"SQL file to load instead of {sql_file}.",
+                help=f"SQL file to load instead of {sql_file} ('-' reads standard input).",
             )(command)
         if writes:
             command = click.option("--yes", "-y", is_flag=True, help="Do not ask before writing to prod.")(command)
@@ -176,26 +178,57 @@ def _sql_path(target: Any, file: Path | None, default: str) -> Path:
     return file if file is not None else target.root / default
 
 
-def _load(target: Any, path: Path, *, notices: bool = True) -> str:
+def _load(target: Any, path: Path, *, notices: bool = True, transaction: bool = True) -> str:
     """Load one file; server notices go to stderr unless ``notices`` is off (setup's fresh database)."""
-    from dbtool.sqlfile import display_path, load_file
+    from dbtool.sqlfile import load_file
 
-    result = load_file(target, path, on_notice=(lambda text: click.echo(text, err=True)) if notices else None)
-    return f"{display_path(path)}: {result.statements} statements"
+    with _progress(path) as on_progress:
+        result = load_file(
+            target,
+            path,
+            transaction=transaction,
+            on_notice=(lambda text: click.echo(text, err=True)) if notices else None,
+            on_progress=on_progress,
+        )
+    return f"{result.name}: {result.statements} statements"
+
+
+def _progress(path: Path) -> Any:
+    """A progress bar on stderr for a big file when a person is watching; otherwise nothing."""
+    from dbtool.sqlfile import source_size
+
+    size = source_size(path)
+    if size is None or size < PROGRESS_MIN_BYTES or not sys.stderr.isatty():
+        return contextlib.nullcontext(None)
+    from dbtool.progress import load_progress
+
+    return load_progress(path.name, size)
+
+
+_no_transaction = click.option(
+    "--no-transaction",
+    is_flag=True,
+    help="Run statements one at a time, each committed, honouring the file's own BEGIN/COMMIT "
+    "(for CREATE INDEX CONCURRENTLY, CREATE DATABASE, VACUUM).",
+)
 
 
 @cli.command("schema-load")
 @target_command(writes=True, sql_file="db/schema.sql")
-def schema_load(target: Any, file: Path | None) -> None:
+@_no_transaction
+def schema_load(target: Any, file: Path | None, no_transaction: bool) -> None:
     """Load db/schema.sql in one transaction.  Example: dbtool schema-load prod"""
-    click.echo(f"loaded {_load(target, _sql_path(target, file, 'db/schema.sql'))} into {target.display}")
+    loaded = _load(target, _sql_path(target, file, "db/schema.sql"), transaction=not no_transaction)
+    click.echo(f"loaded {loaded} into {target.display}")
 
 
 @cli.command()
 @target_command(writes=True, sql_file="db/seed.sql")
-def seed(target: Any, file: Path | None) -> None:
+@_no_transaction
+def seed(target: Any, file: Path | None, no_transaction: bool) -> None:
     """Load db/seed.sql in one transaction.  Example: dbtool seed"""
-    click.echo(f"loaded {_load(target, _sql_path(target, file, 'db/seed.sql'))} into {target.display}")
+    loaded = _load(target, _sql_path(target, file, "db/seed.sql"), transaction=not no_transaction)
+    click.echo(f"loaded {loaded} into {target.display}")
 
 
 @cli.command()

@@ -1,143 +1,351 @@
-"""Load an SQL file into a target: one transaction, batched, errors pointing at file:line:column.
+"""Load a psql-style SQL file into a target: streamed, batched, in one transaction, or not at all.
 
 The old scripts ran ``psql $URL < file``: one round trip per statement, no transaction and no
-``ON_ERROR_STOP``, so a failing statement left a half-loaded schema and exit 0. Here the whole file
-runs in one transaction and consecutive statements go to the server together, as one simple-protocol
-query per batch. Each batch sits under a savepoint so that, when the server's error carries no
-position, the batch can be replayed statement by statement to name the one that failed.
+``ON_ERROR_STOP``, so a failing statement left a half-loaded schema and exit 0. Here the file is
+read a chunk at a time (:mod:`dbtool.sqlsplit`), consecutive statements go to the server together
+as one simple-protocol query, ``COPY … FROM stdin`` data is streamed with psycopg's copy support,
+and everything runs in one transaction unless ``transaction=False``.
+
+Each batch runs under a savepoint so that, when the server's error carries no position (a
+constraint violation, say), the batch can be replayed statement by statement to name the one that
+failed. The savepoint is moved at the end of each batch's own query, costing no round trip.
 """
 
 from __future__ import annotations
 
+import contextlib
+import re
+import shlex
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO
 
 from dbtool.connection import connect
 from dbtool.errors import SqlFileError
-from dbtool.sqlsplit import SplitError, Statement, first_token_offset, line_and_column, split, transaction_control
+from dbtool.sqlsplit import CopyEnd, MetaCommand, Run, Scanner, SplitError
 from dbtool.targets import Target
 
-BATCH_BYTES = 1 << 20
-BATCH_STATEMENTS = 5000
-SAVEPOINT = "SAVEPOINT dbtool_batch"
-ROLLBACK_TO_SAVEPOINT = "ROLLBACK TO SAVEPOINT dbtool_batch"
-RELEASE_SAVEPOINT = "RELEASE SAVEPOINT dbtool_batch"
+if TYPE_CHECKING:
+    import psycopg
+
+STDIN = "-"
+SET_CLIENT_ENCODING = b"SET client_encoding = 'UTF8'"
+SAVEPOINT = b"SAVEPOINT dbtool_batch"
+# After a batch, in the same query: if the server rejects a batch's message whole (an encoding
+# error) or fails inside it, the savepoint in place is still the one from just before the batch.
+MOVE_SAVEPOINT = b"RELEASE SAVEPOINT dbtool_batch; SAVEPOINT dbtool_batch"
+ROLLBACK_TO_SAVEPOINT = b"ROLLBACK TO SAVEPOINT dbtool_batch"
+
 ROLLED_BACK = "nothing was changed: the whole file was rolled back"
+COMMITTED_BEFORE = "statements before this one were committed"
+NO_TRANSACTION_HINT = "it cannot run inside a transaction; load the file with --no-transaction"
+IGNORED_META_COMMANDS = ("restrict", "unrestrict")
+SUPPORTED_META_HINT = (
+    "dbtool understands the meta-commands pg_dump writes: \\connect to the same database, "
+    "\\restrict, \\unrestrict and \\set ON_ERROR_STOP"
+)
+UNSUPPORTED_IN_TRANSACTION = {
+    "rollback": "ROLLBACK",
+    "savepoint": "a savepoint command",
+    "twophase": "two-phase commit",
+}
+CREATE_DATABASE_HINT = "the file creates its own database (pg_dump --create); dump without -C and use dbtool create"
+_CREATE_DATABASE = re.compile(rb"(?i)create\s+database\b")
+_COPY_CONTEXT = re.compile(r"COPY [^,]*, line (\d+)")
+# SQLSTATE 25001 active_sql_transaction: CREATE DATABASE, CREATE INDEX CONCURRENTLY, VACUUM…
+ACTIVE_SQL_TRANSACTION = "25001"
+
+ProgressCallback = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
 class LoadResult:
-    path: Path
+    name: str
     statements: int
+    bytes: int
     seconds: float
 
 
-def load_file(target: Target, path: Path, *, on_notice: Callable[[str], None] | None = None) -> LoadResult:
-    """Run every statement of ``path`` against the target in one transaction, or none of them."""
+def load_file(
+    target: Target,
+    path: Path | str,
+    *,
+    transaction: bool = True,
+    on_notice: Callable[[str], None] | None = None,
+    on_progress: ProgressCallback | None = None,
+) -> LoadResult:
+    """Run every statement of ``path`` (``-`` for standard input) against the target.
+
+    With ``transaction`` (the default) the whole file runs in one transaction: it all commits or
+    none of it does. Without, each statement commits on its own, as with ``psql -f``, and the
+    file's own BEGIN/COMMIT are run as written; the load still stops at the first error.
+    """
     started = time.perf_counter()
-    text = read_sql(path)
-    try:
-        statements = split(text)
-    except SplitError as error:
-        raise _located(path, text, error.offset, str(error), "load this file with psql instead") from None
-    for statement in statements:
-        if keyword := transaction_control(text, statement):
-            offset = first_token_offset(text, statement)
-            raise _located(
-                path,
-                text,
-                offset,
-                f"{keyword} in the file",
-                "dbtool runs the whole file in one transaction; remove the file's own transaction control",
-            )
-    with connect(target) as conn:
-        if on_notice is not None:
-            conn.add_notice_handler(lambda diag: on_notice(f"{diag.severity.lower()}: {diag.message_primary}"))
-        with conn.cursor() as cursor:
-            for batch in _batches(statements):
-                _run_batch(cursor, text, batch, path)
-        conn.commit()
-    return LoadResult(path, len(statements), time.perf_counter() - started)
+    name = display_path(path)
+    with open_sql(path) as stream:
+        scanner = Scanner(stream)
+        with connect(target, autocommit=not transaction) as conn:
+            if on_notice is not None:
+                conn.add_notice_handler(lambda diag: on_notice(f"{diag.severity.lower()}: {diag.message_primary}"))
+            loader = _Loader(conn, name, target.dbname, transaction, on_progress)
+            loader.load(scanner)
+    return LoadResult(name, loader.statements, scanner.bytes_read, time.perf_counter() - started)
 
 
-def read_sql(path: Path) -> str:
-    """The file's text (UTF-8, an initial BOM dropped), or an error naming the file."""
+@contextlib.contextmanager
+def open_sql(path: Path | str) -> Iterator[BinaryIO]:
+    """The file opened for binary reading (standard input for ``-``), or an error naming it."""
+    if str(path) == STDIN:
+        yield sys.stdin.buffer
+        return
     try:
-        data = path.read_bytes()
+        stream = open(path, "rb")  # noqa: SIM115 - closed below, after the load
     except FileNotFoundError:
         raise SqlFileError(f"SQL file {path} not found", "check the path, or pass --file") from None
     except OSError as error:
         raise SqlFileError(f"cannot read SQL file {path}: {error.strerror}") from None
+    with stream:
+        yield stream
+
+
+def source_size(path: Path | str) -> int | None:
+    """Size of a regular file, for a progress bar; None for standard input, pipes and the missing."""
+    if str(path) == STDIN:
+        return None
     try:
-        return data.decode("utf-8").removeprefix("\ufeff")
-    except UnicodeDecodeError as error:
-        line = data.count(b"\n", 0, error.start) + 1
-        raise SqlFileError(f"{path}:{line}: the file is not valid UTF-8", "save it as UTF-8") from None
+        stat = Path(path).stat()
+    except OSError:
+        return None
+    import stat as modes
+
+    return stat.st_size if modes.S_ISREG(stat.st_mode) else None
 
 
-def _batches(statements: list[Statement]) -> Iterator[list[Statement]]:
-    batch: list[Statement] = []
-    size = 0
-    for statement in statements:
-        batch.append(statement)
-        size += statement.end - statement.start
-        if size >= BATCH_BYTES or len(batch) >= BATCH_STATEMENTS:
-            yield batch
-            batch, size = [], 0
-    if batch:
-        yield batch
+class _Loader:
+    """Sends what the scanner finds; ``statements`` counts those done, for the report."""
 
+    def __init__(
+        self,
+        conn: psycopg.Connection,
+        name: str,
+        dbname: str,
+        transaction: bool,
+        on_progress: ProgressCallback | None,
+    ) -> None:
+        self.conn, self.cursor = conn, conn.cursor()
+        self.name, self.dbname, self.transaction = name, dbname, transaction
+        self.on_progress = on_progress
+        self.statements = 0
+        self.began_at: int | None = None  # without a transaction: line of the file's open BEGIN
 
-def _run_batch(cursor: object, text: str, batch: list[Statement], path: Path) -> None:
-    import psycopg
-
-    start, end = batch[0].start, batch[-1].end
-    cursor.execute(SAVEPOINT)  # type: ignore[attr-defined]
-    try:
-        # Newline and ";" close a last statement that ends in a comment or has no semicolon.
-        cursor.execute(text[start:end] + "\n;")  # type: ignore[attr-defined]
-    except psycopg.Error as error:
-        position = error.diag.statement_position
-        if position:
-            raise _sql_error(path, text, start + int(position) - 1, error) from None
-        cursor.execute(ROLLBACK_TO_SAVEPOINT)  # type: ignore[attr-defined]
-        _replay(cursor, text, batch, path)
-        raise _sql_error(path, text, start, error) from None  # replay succeeded: report the batch
-    cursor.execute(RELEASE_SAVEPOINT)  # type: ignore[attr-defined]
-
-
-def _replay(cursor: object, text: str, batch: list[Statement], path: Path) -> None:
-    """Run a failed batch one statement at a time so the error names its own statement."""
-    import psycopg
-
-    for statement in batch:
+    def load(self, scanner: Scanner) -> None:
         try:
-            cursor.execute(text[statement.start : statement.end] + "\n;")  # type: ignore[attr-defined]
+            self._load(scanner)
+        except SplitError as error:
+            raise self._file_error(error.line, error.column, error.message, None) from None
+
+    def _load(self, scanner: Scanner) -> None:
+        self.cursor.execute(SET_CLIENT_ENCODING)  # the file's bytes are sent as they are
+        if self.transaction:
+            self.cursor.execute(SAVEPOINT)
+        items = iter(scanner)
+        for item in items:
+            if isinstance(item, MetaCommand):
+                self._meta(item)
+                continue
+            if not isinstance(item, Run):  # pragma: no cover - COPY data is taken by _copy
+                raise AssertionError(f"unexpected {item!r}")
+            if item.kind in (None, "encoding"):
+                self._ordinary(item)
+            elif item.kind == "copy_in":
+                self._copy(item, items, scanner)
+            else:
+                self._transaction_control(item)
+            self.statements += len(item)
+            if self.on_progress is not None:
+                self.on_progress(scanner.bytes_read, self.statements)
+            self._check_transaction(item)
+        self._finish()
+
+    def _ordinary(self, run: Run) -> None:
+        if not self.transaction:
+            for start, end in run.bounds:
+                self._one(run, start, end)
+            return
+        import psycopg
+
+        # "\n;" closes a last statement that has no semicolon or ends in a -- comment.
+        query = run.sql + b"\n;" + MOVE_SAVEPOINT
+        try:
+            self.cursor.execute(query)
         except psycopg.Error as error:
             position = error.diag.statement_position
-            offset = statement.start + int(position) - 1 if position else first_token_offset(text, statement)
-            raise _sql_error(path, text, offset, error) from None
+            if position or not error.sqlstate:
+                offset = _byte_offset(query, int(position)) if position else run.bounds[0][0]
+                raise self._error(run, offset, error) from None
+            self.cursor.execute(ROLLBACK_TO_SAVEPOINT)
+            for start, end in run.bounds:  # replay one by one so the error names its own statement
+                self._one(run, start, end)
+            raise self._error(run, run.bounds[0][0], error) from None
+
+    def _one(self, run: Run, start: int, end: int) -> None:
+        import psycopg
+
+        try:
+            self.cursor.execute(run.sql[start:end] + b"\n")
+        except psycopg.Error as error:
+            position = error.diag.statement_position
+            offset = start + _byte_offset(run.sql[start:end], int(position)) if position else start
+            raise self._error(run, offset, error) from None
+
+    def _copy(self, run: Run, items: Iterator[object], scanner: Scanner) -> None:
+        import psycopg
+
+        try:
+            with self.cursor.copy(run.sql) as copy:
+                for piece in items:
+                    if isinstance(piece, CopyEnd):
+                        break
+                    copy.write(piece.data)  # type: ignore[attr-defined]
+                    if self.on_progress is not None:
+                        self.on_progress(scanner.bytes_read, self.statements)
+            if self.transaction:  # a failure after this must not roll the COPY back
+                self.cursor.execute(MOVE_SAVEPOINT)
+        except psycopg.Error as error:
+            context = _COPY_CONTEXT.search(error.diag.context or "")
+            if context is None:
+                raise self._error(run, 0, error) from None
+            line = run.data_line + int(context.group(1)) - 1
+            message = f"{_message(error)} ({error.diag.context.splitlines()[0]})"
+            raise self._file_error(line, 1, message, error.diag.message_hint) from None
+
+    def _transaction_control(self, run: Run) -> None:
+        if run.kind == "copy_out":
+            raise self._located(run, "COPY … TO STDOUT in a file to load", "run it with dbtool connect instead")
+        if not self.transaction:
+            self._one(run, *run.bounds[0])
+            return
+        if run.kind in ("begin", "commit"):
+            return  # the whole file is one transaction already; the file's own are folded into it
+        raise self._located(
+            run,
+            f"{UNSUPPORTED_IN_TRANSACTION[run.kind or '']} in the file",
+            "dbtool runs the whole file in one transaction and cannot honour the file's own "
+            "ROLLBACK, savepoints or two-phase commit; load it with --no-transaction",
+        )
+
+    def _meta(self, meta: MetaCommand) -> None:
+        if meta.name in IGNORED_META_COMMANDS:
+            return  # pg_dump's guard against meta-commands in data; dbtool never runs data as commands
+        if meta.name == "set" and meta.argument.split()[:1] == ["ON_ERROR_STOP"]:
+            return  # dbtool always stops at the first error
+        if meta.name in ("c", "connect"):
+            self._connect(meta)
+            return
+        what = "\\. outside COPY data" if meta.name == "." else f"psql meta-command \\{meta.name} is not supported"
+        raise self._file_error(meta.line, meta.column, what, SUPPORTED_META_HINT)
+
+    def _connect(self, meta: MetaCommand) -> None:
+        """``\\connect`` to the database being loaded is a no-op; anywhere else is refused."""
+        try:
+            words = [word for word in shlex.split(meta.argument) if not word.startswith("-reuse-previous")]
+        except ValueError:
+            words = [meta.argument]
+        dbname = _connect_dbname(words[0]) if words else None
+        if dbname in (None, "-", self.dbname) and all(word == "-" for word in words[1:]):
+            return
+        raise self._file_error(
+            meta.line,
+            meta.column,
+            f"\\connect {meta.argument} would leave the target database {self.dbname}",
+            "dbtool loads a file into one database; dump without --create (-C) or remove the \\connect",
+        )
+
+    def _check_transaction(self, run: Run) -> None:
+        from psycopg.pq import TransactionStatus
+
+        status = self.conn.info.transaction_status
+        if not self.transaction:
+            if status == TransactionStatus.IDLE:
+                self.began_at = None
+            elif self.began_at is None:
+                self.began_at = run.line
+            return
+        if status != TransactionStatus.INTRANS:  # a statement the splitter did not recognise ended it
+            raise self._located(run, "a statement here ended dbtool's transaction", "remove it from the file")
+
+    def _finish(self) -> None:
+        if self.transaction:
+            self.conn.commit()
+        elif self.began_at is not None:
+            self.conn.rollback()
+            raise SqlFileError(
+                f"{self.name}: the file ended inside the transaction it began at line {self.began_at}",
+                "that transaction was rolled back; add its COMMIT",
+            )
+
+    def _error(self, run: Run, offset: int, error: psycopg.Error) -> SqlFileError:
+        line, column = run.locate(offset)
+        hint = error.diag.message_hint
+        if error.sqlstate == ACTIVE_SQL_TRANSACTION and _CREATE_DATABASE.match(run.sql, offset):
+            hint = CREATE_DATABASE_HINT
+        elif error.sqlstate == ACTIVE_SQL_TRANSACTION and self.transaction:
+            hint = NO_TRANSACTION_HINT
+        return self._file_error(line, column, _message(error), hint)
+
+    def _located(self, run: Run, message: str, hint: str) -> SqlFileError:
+        return self._file_error(run.line, run.column, message, hint)
+
+    def _file_error(self, line: int, column: int, message: str, hint: str | None) -> SqlFileError:
+        if self.transaction:
+            outcome = ROLLED_BACK
+        elif self.began_at is None:
+            outcome = COMMITTED_BEFORE
+        else:
+            outcome = f"{COMMITTED_BEFORE}, except the file's transaction from line {self.began_at}: rolled back"
+        return SqlFileError(f"{self.name}:{line}:{column}: {message}", _join(hint, outcome))
 
 
-def _sql_error(path: Path, text: str, offset: int, error: Exception) -> SqlFileError:
-    diag = error.diag  # type: ignore[attr-defined]
-    message = diag.message_primary or str(error).strip()
+def _join(first: str | None, second: str) -> str:
+    first = (first or "").rstrip(".")
+    return f"{first}; {second}" if first and second else first or second
+
+
+def _message(error: psycopg.Error) -> str:
+    diag = error.diag
+    message = diag.message_primary or str(error).strip() or type(error).__name__
     if diag.message_detail:
         message += f" ({diag.message_detail.rstrip('.')})"
-    hint = f"{diag.message_hint.rstrip('.')}; {ROLLED_BACK}" if diag.message_hint else ROLLED_BACK
-    return _located(path, text, offset, message, hint)
+    return message
 
 
-def _located(path: Path, text: str, offset: int, message: str, hint: str) -> SqlFileError:
-    line, column = line_and_column(text, offset)
-    return SqlFileError(f"{display_path(path)}:{line}:{column}: {message}", hint)
-
-
-def display_path(path: Path) -> str:
-    """A path relative to the current directory when it is below it, else as given."""
+def _byte_offset(query: bytes, position: int) -> int:
+    """Byte offset of the server's 1-based character ``position`` in ``query``."""
     try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
+        return len(query.decode("utf-8")[: position - 1].encode("utf-8"))
+    except UnicodeDecodeError:  # a file in a one-byte encoding, declared by its own SET client_encoding
+        return position - 1
+
+
+def _connect_dbname(word: str) -> str | None:
+    if "=" in word or word.startswith(("postgres://", "postgresql://")):
+        from psycopg.conninfo import conninfo_to_dict
+
+        try:
+            return conninfo_to_dict(word).get("dbname")  # type: ignore[return-value]
+        except Exception:
+            return word
+    return word
+
+
+def display_path(path: Path | str) -> str:
+    """A path relative to the current directory when it is below it, else as given."""
+    if str(path) == STDIN:
+        return "<stdin>"
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
     except ValueError:
         return str(path)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import pty
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,3 +56,33 @@ def error_line(run: Run) -> str:
     assert len(lines) == 1, run.err
     assert lines[0].startswith("error: "), lines[0]
     return lines[0]
+
+
+def in_terminal(args: list[str], answer: str | None, env: dict[str, str]) -> tuple[int, str]:
+    """Run a bin script on a real pseudo-terminal, answer its prompt if any, return exit code and screen."""
+    master, slave = pty.openpty()
+    process = subprocess.Popen(
+        [str(REPO / "bin" / args[0]), *args[1:]],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env={**os.environ, **env},
+        close_fds=True,
+    )
+    os.close(slave)
+    screen = b""
+    deadline = time.monotonic() + 60
+    answered = False
+    while time.monotonic() < deadline:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:
+            break  # the child closed the terminal
+        if not chunk:
+            break
+        screen += chunk
+        if answer is not None and not answered and b"to continue" in screen:
+            os.write(master, answer.encode() + b"\n")
+            answered = True
+    os.close(master)
+    return process.wait(timeout=30), screen.decode(errors="replace")

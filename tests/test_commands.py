@@ -137,22 +137,6 @@ def test_sql_error_carries_the_server_hint(local, project):
     assert "You might need to add explicit type casts" in line and "rolled back" in line
 
 
-def test_file_with_its_own_transaction_control_is_refused(local, project):
-    local.create()
-    (project / "txn.sql").write_text("BEGIN;\nCREATE TABLE a (id int);\n/* done */ COMMIT;\n")
-    line = error_line(dbtool("seed", "--file", "txn.sql"))
-    assert line.startswith("error: txn.sql:1:1: BEGIN in the file (dbtool runs the whole file in one transaction")
-    assert tables(local) == []
-
-
-def test_psql_meta_command_is_refused_with_its_line(local, project):
-    local.create()
-    (project / "meta.sql").write_text("CREATE TABLE a (id int);\n\\i other.sql\n")
-    line = error_line(dbtool("seed", "--file", "meta.sql"))
-    assert line.startswith(r"error: meta.sql:2:1: psql meta-command \i is not supported")
-    assert tables(local) == []
-
-
 def test_missing_sql_file(local, project):
     local.create()
     run = dbtool("seed", "--file", "nope.sql")

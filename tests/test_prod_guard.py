@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import pty
-import subprocess
-import time
-
 import pytest
 
-from tests.helpers import REPO, dbtool, error_line, script
+from tests.helpers import dbtool, error_line, in_terminal, script
 
 
 @pytest.mark.parametrize("command", ["create", "drop", "schema-load", "seed", "setup"])
@@ -39,36 +34,6 @@ def test_local_writes_do_not_ask(local):
 
 def test_read_only_commands_do_not_ask(prod):
     assert dbtool("sessions", "prod").code == 0
-
-
-def in_terminal(args: list[str], answer: str, env: dict[str, str]) -> tuple[int, str]:
-    """Run a bin script on a real pseudo-terminal, answer its prompt, return exit code and screen."""
-    master, slave = pty.openpty()
-    process = subprocess.Popen(
-        [str(REPO / "bin" / args[0]), *args[1:]],
-        stdin=slave,
-        stdout=slave,
-        stderr=slave,
-        env={**os.environ, **env},
-        close_fds=True,
-    )
-    os.close(slave)
-    screen = b""
-    deadline = time.monotonic() + 60
-    answered = False
-    while time.monotonic() < deadline:
-        try:
-            chunk = os.read(master, 4096)
-        except OSError:
-            break  # the child closed the terminal
-        if not chunk:
-            break
-        screen += chunk
-        if not answered and b"to continue" in screen:
-            os.write(master, answer.encode() + b"\n")
-            answered = True
-    os.close(master)
-    return process.wait(timeout=30), screen.decode(errors="replace")
 
 
 def test_terminal_prompt_accepts_the_database_name(prod):
