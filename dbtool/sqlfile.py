@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, BinaryIO
 
 from dbtool.connection import connect
 from dbtool.errors import SqlFileError
+from dbtool.readahead import read_ahead
 from dbtool.sqlsplit import CopyEnd, MetaCommand, Run, Scanner, SplitError
 from dbtool.targets import Target
 
@@ -97,12 +98,14 @@ def load_file(
 
 @contextlib.contextmanager
 def open_sql(path: Path | str) -> Iterator[BinaryIO]:
-    """The file opened for binary reading (standard input for ``-``), or an error naming it."""
+    """The file opened for reading bytes (standard input for ``-``), or an error naming it."""
+    # Unbuffered: a buffered reader's close() waits for a read blocked in the read-ahead thread
+    # (a pipe whose writer is idle), which would hang Ctrl-C; one read() is one system call here.
     if str(path) == STDIN:
-        yield sys.stdin.buffer
+        yield getattr(sys.stdin.buffer, "raw", sys.stdin.buffer)
         return
     try:
-        stream = open(path, "rb")  # noqa: SIM115 - closed below, after the load
+        stream = open(path, "rb", buffering=0)  # noqa: SIM115 - closed below, after the load
     except FileNotFoundError:
         raise SqlFileError(f"SQL file {path} not found", "check the path, or pass --file") from None
     except OSError as error:
@@ -151,23 +154,23 @@ class _Loader:
         self.cursor.execute(SET_CLIENT_ENCODING)  # the file's bytes are sent as they are
         if self.transaction:
             self.cursor.execute(SAVEPOINT)
-        items = iter(scanner)
-        for item in items:
-            if isinstance(item, MetaCommand):
-                self._meta(item)
-                continue
-            if not isinstance(item, Run):  # pragma: no cover - COPY data is taken by _copy
-                raise AssertionError(f"unexpected {item!r}")
-            if item.kind in (None, "encoding"):
-                self._ordinary(item)
-            elif item.kind == "copy_in":
-                self._copy(item, items, scanner)
-            else:
-                self._transaction_control(item)
-            self.statements += len(item)
-            if self.on_progress is not None:
-                self.on_progress(scanner.bytes_read, self.statements)
-            self._check_transaction(item)
+        with read_ahead(scanner) as items:
+            for item in items:
+                if isinstance(item, MetaCommand):
+                    self._meta(item)
+                    continue
+                if not isinstance(item, Run):  # pragma: no cover - COPY data is taken by _copy
+                    raise AssertionError(f"unexpected {item!r}")
+                if item.kind in (None, "encoding"):
+                    self._ordinary(item)
+                elif item.kind == "copy_in":
+                    self._copy(item, items, scanner)
+                else:
+                    self._transaction_control(item)
+                self.statements += len(item)
+                if self.on_progress is not None:
+                    self.on_progress(scanner.bytes_read, self.statements)
+                self._check_transaction(item)
         self._finish()
 
     def _ordinary(self, run: Run) -> None:

@@ -19,13 +19,17 @@ the loader can send many per round trip and still map a server error position ba
 
 from __future__ import annotations
 
+import io
 import re
 from collections.abc import Generator, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import BinaryIO
 
-CHUNK_BYTES = 1 << 20
-RUN_STATEMENTS = 10_000
+# Batches of up to 2,000 statements or 256 kB: on 100,000 single-row INSERTs this loaded about 5%
+# faster than 10,000 / 1 MB (and than the whole file as one query), while 50 round trips cost
+# little even at RDS latencies. bench/sql_load.py measures it.
+CHUNK_BYTES = 256 << 10
+RUN_STATEMENTS = 2_000
 
 _WS = rb" \t\n\r\f\v"
 _BOM = b"\xef\xbb\xbf"
@@ -167,7 +171,6 @@ class CopyEnd:
 Item = Run | MetaCommand | CopyData | CopyEnd
 
 
-@dataclass
 class Scanner:
     """Iterate over a binary stream's runs, meta-commands and COPY data, holding about one chunk.
 
@@ -175,16 +178,14 @@ class Scanner:
     handed out, for progress reports.
     """
 
-    stream: BinaryIO
-    chunk_bytes: int = CHUNK_BYTES
-    bytes_read: int = 0
-    _buf: bytes = b""
-    _pending: bytes = b""
-    _eof: bool = False
-    _line: int = 1  # line number at _buf[_mark]
-    _column: int = 1  # column (characters) at _buf[_mark]
-    _mark: int = 0
-    _first: bool = field(default=True, repr=False)
+    def __init__(self, stream: BinaryIO, chunk_bytes: int = CHUNK_BYTES) -> None:
+        self.stream, self.chunk_bytes = stream, chunk_bytes
+        self.bytes_read = 0
+        self._buf = self._pending = b""
+        self._eof = False
+        self._first = True  # a byte order mark is dropped from the first read
+        self._line = self._column = 1  # line and column (characters) at _buf[_mark]
+        self._mark = 0
 
     def __iter__(self) -> Iterator[Item]:
         pos = 0
@@ -502,8 +503,6 @@ def _continues_word(buf: bytes, at: int) -> bool:
 
 def statements(data: bytes | BinaryIO) -> Iterator[Statement | MetaCommand]:
     """Every statement and meta-command of a file in order, each with its line and column."""
-    import io
-
     stream = io.BytesIO(data) if isinstance(data, bytes) else data
     for item in Scanner(stream):
         if isinstance(item, Run):

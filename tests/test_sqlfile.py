@@ -311,6 +311,19 @@ def test_standard_input(local, project):
         assert conn.execute("SELECT array_agg(id ORDER BY id) FROM a").fetchone() == ([1, 2],)
 
 
+def test_library_reports_progress_and_counts(local, project):
+    from dbtool.sqlfile import load_file
+    from dbtool.targets import resolve_target
+
+    local.create()
+    path = project / "many.sql"
+    big_seed(path, 30_000)
+    calls: list[tuple[int, int]] = []
+    result = load_file(resolve_target("local"), path, on_progress=lambda done, count: calls.append((done, count)))
+    assert (result.name, result.statements, result.bytes) == ("many.sql", 30_001, path.stat().st_size)
+    assert len(calls) > 1 and calls == sorted(calls) and calls[-1] == (path.stat().st_size, 30_001)
+
+
 def test_file_that_is_not_utf8_declared_by_its_encoding_loads(local, project):
     local.create()
     (project / "latin1.sql").write_bytes(
