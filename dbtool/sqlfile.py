@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import re
 import shlex
+import stat
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -119,12 +120,10 @@ def source_size(path: Path | str) -> int | None:
     if str(path) == STDIN:
         return None
     try:
-        stat = Path(path).stat()
+        status = Path(path).stat()
     except OSError:
         return None
-    import stat as modes
-
-    return stat.st_size if modes.S_ISREG(stat.st_mode) else None
+    return status.st_size if stat.S_ISREG(status.st_mode) else None
 
 
 class _Loader:
