@@ -84,8 +84,6 @@ _COPY_DIRECTION = re.compile(
     rb"\s*(?:(?P<from>from)|to)\s+(?P<std>stdin|stdout)?"
 )
 
-TRANSACTION_KINDS = ("begin", "commit", "rollback", "savepoint", "twophase")
-
 
 class SplitError(Exception):
     """Something in the file that is not passed to the server, at a 1-based line and column."""
