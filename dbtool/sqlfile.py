@@ -184,10 +184,8 @@ class _Loader:
         try:
             self.cursor.execute(query)
         except psycopg.Error as error:
-            position = error.diag.statement_position
-            if position or not error.sqlstate:
-                offset = _byte_offset(query, int(position)) if position else run.bounds[0][0]
-                raise self._error(run, offset, error) from None
+            if error.diag.statement_position or not error.sqlstate:
+                raise self._error(run, _error_offset(error, query, 0, run.bounds[0][0]), error) from None
             self.cursor.execute(ROLLBACK_TO_SAVEPOINT)
             for start, end in run.bounds:  # replay one by one so the error names its own statement
                 self._one(run, start, end)
@@ -196,12 +194,11 @@ class _Loader:
     def _one(self, run: Run, start: int, end: int) -> None:
         import psycopg
 
+        query = run.sql[start:end] + b"\n"
         try:
-            self.cursor.execute(run.sql[start:end] + b"\n")
+            self.cursor.execute(query)
         except psycopg.Error as error:
-            position = error.diag.statement_position
-            offset = start + _byte_offset(run.sql[start:end], int(position)) if position else start
-            raise self._error(run, offset, error) from None
+            raise self._error(run, _error_offset(error, query, start, start), error) from None
 
     def _copy(self, run: Run, items: Iterator[object], scanner: Scanner) -> None:
         import psycopg
@@ -322,6 +319,13 @@ def _message(error: psycopg.Error) -> str:
     if diag.message_detail:
         message += f" ({diag.message_detail.rstrip('.')})"
     return message
+
+
+def _error_offset(error: psycopg.Error, query: bytes, base: int, fallback: int) -> int:
+    """Where in the run an error points: the server's position in ``query`` (which starts at
+    ``base`` in the run), or ``fallback`` when the server gave none."""
+    position = error.diag.statement_position
+    return base + _byte_offset(query, int(position)) if position else fallback
 
 
 def _byte_offset(query: bytes, position: int) -> int:

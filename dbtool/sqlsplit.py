@@ -121,11 +121,7 @@ class Run:
 
     def locate(self, offset: int) -> tuple[int, int]:
         """Line and column (in characters) of a byte offset into ``sql``."""
-        newline = self.sql.rfind(b"\n", 0, offset)
-        line = self.line + self.sql.count(b"\n", 0, offset)
-        if newline == -1:
-            return line, self.column + _chars(self.sql[:offset])
-        return line, 1 + _chars(self.sql[newline + 1 : offset])
+        return _advance(self.sql, 0, offset, self.line, self.column)
 
     def statements(self) -> Iterator[Statement]:
         for start, end in self.bounds:
@@ -273,13 +269,7 @@ class Scanner:
 
     def _position(self, offset: int) -> tuple[int, int]:
         """Line and column of ``offset``, counting forward from the last position asked for."""
-        buf, mark = self._buf, self._mark
-        newline = buf.rfind(b"\n", mark, offset)
-        if newline == -1:
-            self._column += _chars(buf[mark:offset])
-        else:
-            self._line += buf.count(b"\n", mark, offset)
-            self._column = 1 + _chars(buf[newline + 1 : offset])
+        self._line, self._column = _advance(self._buf, self._mark, offset, self._line, self._column)
         self._mark = offset
         return self._line, self._column
 
@@ -320,6 +310,14 @@ class Scanner:
         cut = data.rfind(b"\n") + 1
         self._pending = data[cut:]
         return data[:cut]
+
+
+def _advance(data: bytes, start: int, end: int, line: int, column: int) -> tuple[int, int]:
+    """Line and column at ``data[end]``, given those at ``data[start]``."""
+    newline = data.rfind(b"\n", start, end)
+    if newline == -1:
+        return line, column + _chars(data[start:end])
+    return line + data.count(b"\n", start, end), 1 + _chars(data[newline + 1 : end])
 
 
 def _chars(data: bytes) -> int:

@@ -53,6 +53,12 @@ INSERT INTO app."Odd Name; really" (user_id, "note$") SELECT id, '$$' || id FROM
 """
 
 
+def relation(server, name: str) -> str | None:
+    """The relation's name if it exists in the target database, else None."""
+    with psycopg.connect(server.url()) as conn:
+        return conn.execute("SELECT to_regclass(%s)::text", [name]).fetchone()[0]
+
+
 def table_contents(url: str) -> dict[str, str]:
     with psycopg.connect(url) as conn:
         names = conn.execute(
@@ -152,8 +158,7 @@ def test_copy_data_error_names_its_file_line(local, project):
         'error: copy.sql:5004:1: invalid input syntax for type integer: "12x" '
         '(COPY t, line 5001, column id: "12x") (nothing was changed: the whole file was rolled back)'
     )
-    with psycopg.connect(local.url()) as conn:
-        assert conn.execute("SELECT to_regclass('t')").fetchone() == (None,)
+    assert relation(local, "t") is None
 
 
 def test_error_after_a_copy_is_replayed_with_the_copy_in_place(local, project):
@@ -183,8 +188,7 @@ def test_syntax_error_deep_in_a_large_file(local, project):
     assert line == (
         'error: big.sql:123457:36: syntax error at or near ")" (nothing was changed: the whole file was rolled back)'
     )
-    with psycopg.connect(local.url()) as conn:
-        assert conn.execute("SELECT to_regclass('t')").fetchone() == (None,)
+    assert relation(local, "t") is None
 
 
 def test_pg_dump_meta_commands_are_understood(local, project):
@@ -195,8 +199,7 @@ def test_pg_dump_meta_commands_are_understood(local, project):
     )
     run = dbtool("seed", "--file", "meta.sql")
     assert run.code == 0, run.all
-    with psycopg.connect(local.url()) as conn:
-        assert conn.execute("SELECT to_regclass('a')::text").fetchone() == ("a",)
+    assert relation(local, "a") == "a"
 
 
 @pytest.mark.parametrize(
@@ -216,8 +219,7 @@ def test_other_meta_commands_are_refused_with_their_line(local, project, text, e
     line = error_line(dbtool("seed", "--file", "meta.sql"))
     assert line.startswith(f"error: {expected}")
     assert line.endswith("nothing was changed: the whole file was rolled back)")
-    with psycopg.connect(local.url()) as conn:
-        assert conn.execute("SELECT to_regclass('a')").fetchone() == (None,)
+    assert relation(local, "a") is None
 
 
 def test_files_own_begin_and_commit_fold_into_one_transaction(local, project):
@@ -228,8 +230,7 @@ def test_files_own_begin_and_commit_fold_into_one_transaction(local, project):
     )
     line = error_line(dbtool("seed", "--file", "txn.sql"))
     assert line == "error: txn.sql:7:1: division by zero (nothing was changed: the whole file was rolled back)"
-    with psycopg.connect(local.url()) as conn:
-        assert conn.execute("SELECT to_regclass('a')").fetchone() == (None,)
+    assert relation(local, "a") is None
     (project / "txn.sql").write_text("BEGIN;\nCREATE TABLE a (id int);\nCOMMIT;\n")
     assert dbtool("seed", "--file", "txn.sql").code == 0
 
@@ -256,8 +257,7 @@ def test_statements_refused_in_a_transaction_point_to_no_transaction(local, proj
     )
     run = dbtool("schema-load", "--file", "idx.sql", "--no-transaction")
     assert run.code == 0, run.all
-    with psycopg.connect(local.url()) as conn:
-        assert conn.execute("SELECT to_regclass('a_id')::text").fetchone() == ("a_id",)
+    assert relation(local, "a_id") == "a_id"
 
 
 def test_no_transaction_commits_what_came_before_and_says_so(local, project):
@@ -378,8 +378,7 @@ def test_ctrl_c_during_a_statement_leaves_nothing(local, project):
     code, err = interrupted(process)
     assert code == 130
     assert err == "error: interrupted (an unfinished SQL load is rolled back, never half-applied)"
-    with psycopg.connect(local.url()) as conn:
-        assert conn.execute("SELECT to_regclass('t')").fetchone() == (None,)
+    assert relation(local, "t") is None
     wait_for(lambda: dbtool_sessions(local) == 0, "the interrupted session to end")
 
 
@@ -394,8 +393,7 @@ def test_ctrl_c_during_copy_leaves_nothing(local, project):
         wait_for(lambda: busy(local, "query LIKE 'COPY t FROM stdin%'"), "the COPY to start")
         code, err = interrupted(process)
     assert code == 130 and err.startswith("error: interrupted"), err
-    with psycopg.connect(local.url()) as conn:
-        assert conn.execute("SELECT to_regclass('t')").fetchone() == (None,)
+    assert relation(local, "t") is None
 
 
 def big_seed(path, rows: int) -> None:
