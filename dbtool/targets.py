@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import getpass
 import ipaddress
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
 from dbtool.errors import DbtoolError, MalformedUrl, TargetNotConfigured
+from dbtool.prodauth import SECRET_VARIABLE, apply_credentials, apply_tls
 from dbtool.project import Config, find_root
 
 TARGET_VARIABLES = {"local": "CONNECTION_URL", "prod": "PROD_CONNECTION_URL"}
@@ -31,7 +32,11 @@ PERCENT_ENCODING_HINT = (
 
 @dataclass(frozen=True)
 class Target:
-    """A resolved target. ``conninfo`` holds the password, so it is kept out of ``repr``."""
+    """A resolved target. ``conninfo`` holds the password, so it is kept out of ``repr``.
+
+    ``password_source``, when set (RDS IAM auth), makes a new password for every connection; its
+    ``issued`` attribute, if any, lists recent ones for :meth:`redact`.
+    """
 
     name: str
     conninfo: str = field(repr=False)
@@ -39,6 +44,7 @@ class Target:
     is_prod: bool
     root: Path
     sources: Mapping[str, str] = field(default_factory=dict)
+    password_source: Callable[[], str] | None = field(default=None, repr=False, compare=False)
 
     @property
     def params(self) -> dict[str, str]:
@@ -48,6 +54,9 @@ class Target:
 
     @property
     def password(self) -> str | None:
+        """The password for one new connection (a fresh token each time for IAM auth)."""
+        if self.password_source is not None:
+            return self.password_source()
         return self.params.get("password")
 
     @property
@@ -67,17 +76,18 @@ class Target:
             params["dbname"] = dbname
         if not with_password:
             params.pop("password", None)
+        elif self.password_source is not None:
+            params["password"] = self.password_source()
         return make_conninfo("", **params)
 
     def redact(self, text: str) -> str:
-        """Remove this target's password from text that is about to be shown."""
-        password = self.password
-        if not password:
-            return text
+        """Remove this target's password (and any IAM token it issued) from text that is about to be shown."""
         from urllib.parse import quote
 
-        for form in {password, quote(password, safe=""), quote(password)}:
-            text = text.replace(form, "****")
+        secrets = [self.params.get("password"), *getattr(self.password_source, "issued", ())]
+        for secret in filter(None, secrets):
+            for form in {secret, quote(secret, safe=""), quote(secret)}:
+                text = text.replace(form, "****")
         return text
 
 
@@ -93,14 +103,25 @@ def resolve_target(
     config = config or Config(find_root())
     variable = TARGET_VARIABLES[name]
     setting = config.get(variable)
-    if setting is None:
+    is_prod = name == "prod"
+    from_aws = is_prod and config.get(SECRET_VARIABLE) is not None
+    if setting is None and not from_aws:
+        alternative = f" (or {SECRET_VARIABLE})" if is_prod else ""
         raise TargetNotConfigured(
             f"{variable} is not set",
-            f"set it in the environment or in {config.env_file}; see .env.example",
+            f"set it{alternative} in the environment or in {config.env_file}; see .env.example",
         )
-    params = _parse(setting.value, variable)
-    sources = {"url": f"{variable} from {setting.source}"}
-    is_prod = name == "prod"
+    params = parse_url(setting.value, variable) if setting else {}
+    sources = {"url": f"{variable} from {setting.source}"} if setting else {}
+    password_source = None
+    if is_prod:
+        password_source = apply_credentials(params, sources, config)
+        apply_tls(params, sources, config)
+    if not params.get("dbname"):
+        raise MalformedUrl(
+            f"{variable} names no database",
+            "end the URL with the database name, e.g. postgresql://user@host:5432/cruddur",
+        )
     _apply_defaults(params, sources, config, is_prod=is_prod, connect_timeout=connect_timeout)
     from psycopg.conninfo import make_conninfo
 
@@ -111,10 +132,11 @@ def resolve_target(
         is_prod=is_prod,
         root=config.root,
         sources=MappingProxyType(sources),
+        password_source=password_source,
     )
 
 
-def _parse(raw: str, variable: str) -> dict[str, str]:
+def parse_url(raw: str, variable: str) -> dict[str, str]:
     """libpq's parse of a URL or key=value string, with the mistakes it accepts silently caught."""
     import psycopg
     from psycopg.conninfo import conninfo_to_dict
@@ -130,11 +152,6 @@ def _parse(raw: str, variable: str) -> dict[str, str]:
         raise MalformedUrl(f"{variable} has an unexpected '@' or '/' in its host name", PERCENT_ENCODING_HINT)
     if any(not part.strip().isdigit() for part in params.get("port", "5432").split(",")):
         raise MalformedUrl(f"{variable} has a port that is not a number", PERCENT_ENCODING_HINT)
-    if not params.get("dbname"):
-        raise MalformedUrl(
-            f"{variable} names no database",
-            "end the URL with the database name, e.g. postgresql://user@host:5432/cruddur",
-        )
     return params
 
 

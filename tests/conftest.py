@@ -15,12 +15,14 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
 from psycopg import sql
 
 from dbtool.cluster import Cluster, find_bindir, free_port, service_user
+from tests.services import IpService
 
 REPO = Path(__file__).resolve().parent.parent
 LOCAL_USER, LOCAL_PASSWORD = "postgres", "local-Secret-42"
@@ -144,12 +146,23 @@ def prod_server(workdir: Path) -> Iterator[Server]:
     cluster.stop()
 
 
+ISOLATED_PREFIXES = ("PG", "AWS_", "DBTOOL_", "PROD_DB_", "DB_SG_", "GITPOD_")
+ISOLATED_NAMES = ("CONNECTION_URL", "PROD_CONNECTION_URL", "GITHUB_USER", "CODESPACE_NAME")
+
+
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No developer shell variable may leak into a test; every test runs in its own empty project."""
+    """No developer shell variable may leak into a test; every test runs in its own empty project.
+
+    AWS is cut off from the machine too: no shared config or credentials files, and no instance
+    metadata service (which botocore would otherwise look for off loopback when keys are missing).
+    """
     for name in list(os.environ):
-        if name.startswith(("PG", "AWS_", "DBTOOL_")) or name in ("CONNECTION_URL", "PROD_CONNECTION_URL"):
+        if name.startswith(ISOLATED_PREFIXES) or name in ISOLATED_NAMES:
             monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     monkeypatch.chdir(tmp_path)
 
 
@@ -174,3 +187,60 @@ def prod(prod_server: Server, project: Path, monkeypatch: pytest.MonkeyPatch) ->
     prod_server.reset()
     monkeypatch.setenv("PROD_CONNECTION_URL", prod_server.url())
     return prod_server
+
+
+@dataclass(frozen=True)
+class Aws:
+    """moto as a real HTTP server, reset for each test, with the variables a workspace would have."""
+
+    endpoint: str
+    region: str = "us-east-1"
+
+    def client(self, service: str) -> Any:
+        import boto3
+
+        return boto3.client(
+            service,
+            endpoint_url=self.endpoint,
+            region_name=self.region,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    import logging
+
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no request log in the test output
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def aws(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Aws:
+    import urllib.request
+
+    urllib.request.urlopen(urllib.request.Request(f"{moto_endpoint}/moto-api/reset", method="POST")).close()
+    for name, value in {
+        "AWS_ENDPOINT_URL": moto_endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    return Aws(moto_endpoint)
+
+
+@pytest.fixture
+def ip_service(monkeypatch: pytest.MonkeyPatch) -> Iterator[IpService]:
+    """The only IP-detection service dbtool may ask; each test sets its answer."""
+    service = IpService()
+    monkeypatch.setenv("DBTOOL_IP_SERVICES", service.url)
+    yield service
+    service.close()

@@ -75,7 +75,7 @@ def test_bad_timeout_variable_is_an_error():
     ("url", "sslmode"),
     [
         ("postgresql://u@db.example.com/db", "require"),
-        ("postgresql://u@db.example.com/db?sslmode=verify-full", "verify-full"),
+        ("postgresql://u@db.example.com/db?sslmode=verify-ca&sslrootcert=/etc/hostname", "verify-ca"),
         ("postgresql://u@127.0.0.1/db", None),
         ("postgresql://u@localhost/db", None),
         ("postgresql://u@[::1]/db", None),

@@ -1,0 +1,118 @@
+"""AWS clients built from the project's configuration, and AWS failures turned into one-line errors.
+
+boto3 is imported here and only here, inside functions, so nothing that does not talk to AWS pays
+for it (``dbtool --help`` and every local command). Settings come from the same place as the rest
+of dbtool's (environment, then ``.env``): region, profile, access keys and ``AWS_ENDPOINT_URL``.
+Credentials not set there are found by boto3's own chain (shared files, SSO, instance roles).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+from dbtool.errors import DbtoolError
+
+if TYPE_CHECKING:
+    from dbtool.project import Config
+
+REGION_VARIABLES = ("AWS_REGION", "AWS_DEFAULT_REGION")
+CREDENTIALS_HINT = (
+    "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (gp env in Gitpod, a Codespaces secret) or AWS_PROFILE"
+)
+REGION_HINT = "set AWS_DEFAULT_REGION, e.g. us-east-1"
+# Codes AWS uses for credentials that exist but are wrong, expired or unknown.
+BAD_CREDENTIAL_CODES = frozenset(
+    {
+        "AuthFailure",
+        "InvalidClientTokenId",
+        "UnrecognizedClientException",
+        "SignatureDoesNotMatch",
+        "ExpiredToken",
+        "ExpiredTokenException",
+        "RequestExpired",
+        "InvalidAccessKeyId",
+    }
+)
+DENIED_CODES = frozenset({"UnauthorizedOperation", "AccessDenied", "AccessDeniedException"})
+
+
+class AwsError(DbtoolError):
+    """AWS refused or could not be reached; the message names what to fix."""
+
+
+def session(config: Config) -> Any:
+    """A boto3 session honouring ``.env`` as well as the environment (boto3 alone reads only the latter)."""
+    import boto3
+
+    def value(name: str) -> str | None:
+        setting = config.get(name)
+        return setting.value if setting else None
+
+    region = next((found for name in REGION_VARIABLES if (found := value(name))), None)
+    with aws_errors():
+        return boto3.Session(
+            aws_access_key_id=value("AWS_ACCESS_KEY_ID"),
+            aws_secret_access_key=value("AWS_SECRET_ACCESS_KEY"),
+            aws_session_token=value("AWS_SESSION_TOKEN"),
+            region_name=region,
+            profile_name=value("AWS_PROFILE"),
+        )
+
+
+def client(config: Config, service: str, *, region: str | None = None) -> Any:
+    """A client for ``service``; an ``AWS_ENDPOINT_URL`` in ``.env`` is honoured like one in the environment."""
+    from botocore.config import Config as BotoConfig
+
+    endpoint = config.get("AWS_ENDPOINT_URL")
+    options: dict[str, Any] = {
+        # Fail in seconds, not after botocore's default 60 s x 5 attempts, when AWS is unreachable.
+        "config": BotoConfig(connect_timeout=5, read_timeout=20, retries={"max_attempts": 3, "mode": "standard"}),
+    }
+    if endpoint is not None and endpoint.source != "environment":
+        options["endpoint_url"] = endpoint.value  # boto3 reads the environment's own copy itself
+    if region is not None:
+        options["region_name"] = region
+    with aws_errors():
+        return session(config).client(service, **options)
+
+
+@contextlib.contextmanager
+def aws_errors(*, actions: Sequence[str] = (), not_found: dict[str, str] | None = None) -> Iterator[None]:
+    """Turn botocore's exceptions into an :class:`AwsError` with a hint.
+
+    ``actions`` are the IAM actions the caller needs, printed when AWS says access is denied;
+    ``not_found`` maps error codes the caller expects (a missing group, a missing secret) to messages.
+    """
+    import botocore.exceptions as boto
+
+    try:
+        yield
+    except boto.ClientError as error:
+        raise client_error(error, actions=actions, not_found=not_found or {}) from None
+    except (boto.NoCredentialsError, boto.PartialCredentialsError):
+        raise AwsError("no AWS credentials found", CREDENTIALS_HINT) from None
+    except boto.ProfileNotFound as error:
+        raise AwsError(f"AWS profile {error.kwargs.get('profile')!r} not found", "check AWS_PROFILE") from None
+    except boto.NoRegionError:
+        raise AwsError("no AWS region configured", REGION_HINT) from None
+    except (boto.EndpointConnectionError, boto.ConnectTimeoutError, boto.ReadTimeoutError) as error:
+        where = error.kwargs.get("endpoint_url", "AWS")
+        raise AwsError(f"cannot reach {where}", "check the network, the region and AWS_ENDPOINT_URL") from None
+
+
+def client_error(error: Any, *, actions: Sequence[str], not_found: dict[str, str]) -> AwsError:
+    """One line for an AWS API error: the expected ones by name, the rest with AWS's own code and text."""
+    code = error.response.get("Error", {}).get("Code", "")
+    message = error.response.get("Error", {}).get("Message", "")
+    operation = getattr(error, "operation_name", "the request")
+    if code in not_found:
+        return AwsError(not_found[code])
+    if code in DENIED_CODES:
+        needed = ", ".join(actions) if actions else f"the permission for {operation}"
+        return AwsError(f"AWS denied {operation} ({code})", f"the IAM user or role needs: {needed}")
+    if code in BAD_CREDENTIAL_CODES:
+        hint = f"{CREDENTIALS_HINT}; temporary ones may have expired"
+        return AwsError(f"AWS rejected the credentials ({code})", hint)
+    return AwsError(f"AWS {operation} failed: {code}: {message}")

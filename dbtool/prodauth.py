@@ -1,0 +1,212 @@
+"""Production credentials without a password in a file, and TLS that verifies the server.
+
+Three ways to authenticate to production, in this order of preference for a team:
+
+* ``PROD_DB_IAM_AUTH=1``: an RDS IAM token (a 15-minute SigV4 signature, made locally by boto3)
+  is the password, made fresh for each connection, which RDS only accepts over SSL.
+* ``PROD_DB_SECRET_ID``: the user and password come from a Secrets Manager secret, in either the
+  console/rotation shape ``{engine, host, port, username, password, dbname}`` or the RDS-managed
+  shape ``{username, password}``. Host, port and database come from ``PROD_CONNECTION_URL`` when it
+  names them, else from the secret, else from the RDS instance (``describe_db_instances``).
+* a password in ``PROD_CONNECTION_URL``, as before.
+
+The resolved password only ever lives in the target's conninfo (or is made per connection), and
+reaches psql through ``PGPASSWORD``, never argv.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from dbtool.errors import DbtoolError, MalformedUrl
+
+if TYPE_CHECKING:
+    from dbtool.project import Config
+
+SECRET_VARIABLE = "PROD_DB_SECRET_ID"
+IAM_VARIABLE = "PROD_DB_IAM_AUTH"
+INSTANCE_VARIABLE = "PROD_DB_INSTANCE_ID"
+ROOTCERT_VARIABLE = "PROD_DB_SSLROOTCERT"
+SECRET_ACTIONS = ("secretsmanager:GetSecretValue", "kms:Decrypt (for a customer-managed key)")
+INSTANCE_ACTIONS = ("rds:DescribeDBInstances",)
+IAM_ACTIONS = ("rds-db:connect on this database user",)
+BUNDLE_URL = "https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem"
+BUNDLE_HINT = f"download the RDS CA bundle: curl -o global-bundle.pem {BUNDLE_URL}, then set {ROOTCERT_VARIABLE}"
+VERIFYING_MODES = ("verify-ca", "verify-full")
+PLAINTEXT_MODES = ("disable", "allow", "prefer")
+TRUE_VALUES = ("1", "true", "yes", "on")
+
+
+class IamTokens:
+    """A password source: a new RDS IAM token per call, remembering each so errors can redact it."""
+
+    def __init__(self, rds: Any, host: str, port: int, user: str, region: str) -> None:
+        self._rds = rds
+        self._args = {"DBHostname": host, "Port": port, "DBUsername": user, "Region": region}
+        self.issued: deque[str] = deque(maxlen=16)  # enough for any error being shown; bounded for a pool
+
+    def __call__(self) -> str:
+        from dbtool.aws import aws_errors
+
+        with aws_errors(actions=IAM_ACTIONS):
+            token: str = self._rds.generate_db_auth_token(**self._args)
+        self.issued.append(token)
+        return token
+
+
+def apply_credentials(params: dict[str, str], sources: dict[str, str], config: Config) -> Callable[[], str] | None:
+    """Fill in production credentials from AWS when configured; returns a per-connection password source."""
+    secret_id = config.get(SECRET_VARIABLE)
+    iam = config.get(IAM_VARIABLE)
+    use_iam = iam is not None and iam.value.strip().lower() in TRUE_VALUES
+    if secret_id is not None and use_iam:
+        raise DbtoolError(f"both {SECRET_VARIABLE} and {IAM_VARIABLE} are set", "use one way to authenticate")
+    if secret_id is not None:
+        _apply_secret(params, sources, config, secret_id.value.strip())
+        return None
+    if use_iam:
+        return _iam_tokens(params, sources, config)
+    return None
+
+
+def apply_tls(params: dict[str, str], sources: dict[str, str], config: Config) -> None:
+    """Point libpq at the RDS CA bundle, and refuse to verify against no bundle at all."""
+    bundle = config.get(ROOTCERT_VARIABLE)
+    if bundle is not None and "sslrootcert" not in params:
+        path = Path(bundle.value).expanduser()
+        path = path if path.is_absolute() else config.root / path
+        params["sslrootcert"] = str(path)
+        sources["sslrootcert"] = f"{ROOTCERT_VARIABLE} from {bundle.source}"
+        if "sslmode" not in params and config.get("PGSSLMODE") is None:
+            params["sslmode"] = "verify-full"  # a bundle is given to be used
+            sources["sslmode"] = f"verify-full because {ROOTCERT_VARIABLE} is set"
+    mode_setting = config.get("PGSSLMODE")
+    mode = params.get("sslmode") or (mode_setting.value if mode_setting else "")
+    rootcert = params.get("sslrootcert") or os.environ.get("PGSSLROOTCERT")
+    if rootcert and rootcert != "system" and not Path(rootcert).is_file():
+        raise DbtoolError(f"the CA bundle {rootcert} does not exist", BUNDLE_HINT)
+    if mode in VERIFYING_MODES and not rootcert and not (Path.home() / ".postgresql/root.crt").is_file():
+        raise DbtoolError(f"sslmode={mode} needs a CA bundle to verify the server with, and none is set", BUNDLE_HINT)
+
+
+def _apply_secret(params: dict[str, str], sources: dict[str, str], config: Config, secret_id: str) -> None:
+    from dbtool.aws import aws_errors, client
+
+    secrets = client(config, "secretsmanager")
+    missing = f"secret {secret_id} not found in region {secrets.meta.region_name}"
+    with aws_errors(
+        actions=SECRET_ACTIONS,
+        not_found={"ResourceNotFoundException": f"{missing} (check {SECRET_VARIABLE} and AWS_DEFAULT_REGION)"},
+    ):
+        response = secrets.get_secret_value(SecretId=secret_id)
+    values = _secret_fields(response.get("SecretString"), secret_id)
+    where = f"secret {secret_id}"
+    params["user"] = str(values["username"])
+    params["password"] = str(values["password"])
+    sources["password"] = f"{SECRET_VARIABLE} ({where})"
+    for key, field in (("host", "host"), ("port", "port"), ("dbname", "dbname")):
+        if not params.get(key) and values.get(field) not in (None, ""):
+            params[key] = str(values[field])
+            sources[key] = where
+    if not params.get("host"):
+        _apply_instance(params, sources, config, values, response.get("ARN", ""))
+    if any(not part.strip().isdigit() for part in params.get("port", "5432").split(",")):
+        raise MalformedUrl(f"the port in {where} is not a number", "fix the secret's port field")
+
+
+def _secret_fields(text: str | None, secret_id: str) -> dict[str, Any]:
+    """The secret's JSON object; never shown, since it holds the password."""
+    try:
+        values = json.loads(text or "")
+    except ValueError:
+        values = None
+    if not isinstance(values, dict):
+        raise DbtoolError(f"secret {secret_id} is not a JSON object", 'store it as {"username": …, "password": …, …}')
+    absent = [key for key in ("username", "password") if not values.get(key)]
+    if absent:
+        raise DbtoolError(f"secret {secret_id} has no {' or '.join(absent)}", "an RDS secret has username and password")
+    return values
+
+
+def _apply_instance(
+    params: dict[str, str], sources: dict[str, str], config: Config, secret: dict[str, Any], arn: str
+) -> None:
+    """Host, port and database of the RDS instance the secret belongs to (RDS-managed secrets hold none)."""
+    from dbtool.aws import aws_errors, client
+
+    setting = config.get(INSTANCE_VARIABLE)
+    identifier = setting.value.strip() if setting else secret.get("dbInstanceIdentifier")
+    rds = client(config, "rds")
+    with aws_errors(
+        actions=INSTANCE_ACTIONS,
+        not_found={"DBInstanceNotFound": f"RDS instance {identifier} not found (check {INSTANCE_VARIABLE})"},
+    ):
+        if identifier:
+            instances = rds.describe_db_instances(DBInstanceIdentifier=identifier)["DBInstances"]
+        else:
+            pages = rds.get_paginator("describe_db_instances").paginate()
+            instances = [
+                instance
+                for page in pages
+                for instance in page["DBInstances"]
+                if instance.get("MasterUserSecret", {}).get("SecretArn") == arn
+            ]
+    if not instances or not instances[0].get("Endpoint"):
+        raise DbtoolError(
+            "cannot tell which RDS instance the secret's credentials are for",
+            f"set {INSTANCE_VARIABLE}, or name host and database in PROD_CONNECTION_URL (without a password)",
+        )
+    instance = instances[0]
+    where = f"RDS instance {instance['DBInstanceIdentifier']}"
+    params["host"] = instance["Endpoint"]["Address"]
+    sources["host"] = where
+    if not params.get("port"):
+        params["port"] = str(instance["Endpoint"]["Port"])
+    if not params.get("dbname") and instance.get("DBName"):
+        params["dbname"] = instance["DBName"]
+        sources["dbname"] = where
+
+
+def _iam_tokens(params: dict[str, str], sources: dict[str, str], config: Config) -> IamTokens:
+    from dbtool.aws import AwsError, aws_errors, client, session
+
+    host, user = params.get("host", ""), params.get("user", "")
+    if not host or "," in host or host.startswith("/"):
+        raise MalformedUrl(f"{IAM_VARIABLE} needs one RDS host name in PROD_CONNECTION_URL")
+    if not user:
+        raise MalformedUrl(
+            f"{IAM_VARIABLE} needs the database user in PROD_CONNECTION_URL",
+            "e.g. postgresql://cruddur_iam@host:5432/cruddur (a user granted rds_iam)",
+        )
+    if params.get("sslmode") in PLAINTEXT_MODES:
+        raise DbtoolError(
+            f"{IAM_VARIABLE} needs SSL, but the URL says sslmode={params['sslmode']}",
+            "RDS refuses IAM tokens without SSL: use sslmode=require or verify-full",
+        )
+    if "sslmode" not in params:
+        params["sslmode"] = "require"
+        sources["sslmode"] = f"required by {IAM_VARIABLE}"
+    if params.pop("password", None) is not None:
+        sources["ignored"] = "the URL's password (an IAM token is used instead)"
+    rds = client(config, "rds", region=_region_of(host))
+    with aws_errors():
+        if session(config).get_credentials() is None:
+            raise AwsError(f"no AWS credentials found to make an RDS IAM token ({IAM_VARIABLE}=1)")
+    sources["password"] = f"RDS IAM token, new for each connection ({IAM_VARIABLE})"
+    port = int(params.get("port") or 5432)
+    return IamTokens(rds, host, port, user, rds.meta.region_name)
+
+
+def _region_of(host: str) -> str | None:
+    """``us-east-1`` from ``db.xxxx.us-east-1.rds.amazonaws.com``: the token must be signed for the DB's region."""
+    parts = host.lower().split(".")
+    if len(parts) >= 5 and parts[-3:-1] == ["rds", "amazonaws"]:
+        return parts[-4]
+    if len(parts) >= 6 and parts[-4:-2] == ["rds", "amazonaws"]:  # amazonaws.com.cn
+        return parts[-5]
+    return None

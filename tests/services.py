@@ -1,0 +1,61 @@
+"""Small real servers on 127.0.0.1 that stand in for the internet: an IP-echo service and a silent port."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class IpService:
+    """A plain-text "what is my IP" service whose answer (body and status) a test sets."""
+
+    def __init__(self) -> None:
+        self.body = b""
+        self.status = 200
+        self.requests = 0
+        service = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+                service.requests += 1
+                self.send_response(service.status)
+                self.send_header("Content-Type", "text/plain")
+                self.send_header("Content-Length", str(len(service.body)))
+                self.end_headers()
+                self.wfile.write(service.body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def answer(self, body: str | bytes, status: int = 200) -> None:
+        self.body = body.encode() if isinstance(body, str) else body
+        self.status = status
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+class SilentPort:
+    """A port that accepts TCP connections and never says a word: a service that hangs."""
+
+    def __init__(self) -> None:
+        self._socket = socket.socket()
+        self._socket.bind(("127.0.0.1", 0))
+        self._socket.listen(16)
+        self.url = f"http://127.0.0.1:{self._socket.getsockname()[1]}/"
+
+    def close(self) -> None:
+        self._socket.close()
+
+
+def closed_port_url() -> str:
+    """A URL on a port nothing listens on (bound then released)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{probe.getsockname()[1]}/"
