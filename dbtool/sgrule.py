@@ -112,6 +112,7 @@ def description(owner: str, workspace: str, when: str) -> str:
 
 def _find_rule(ec2: Any, request: RuleRequest) -> dict[str, Any] | None:
     """The stored rule id's rule, else the owner's rule on this port, else ``None`` (after checking the group)."""
+    _check_ids(request)
     not_found = _not_found_messages(request, ec2.meta.region_name)
     with aws_errors(actions=IAM_ACTIONS, not_found=not_found):
         if request.rule_id:
@@ -138,6 +139,19 @@ def _find_rule(ec2: Any, request: RuleRequest) -> dict[str, Any] | None:
             return None
         on_port = [rule for rule in rules if rule.get("FromPort") == request.port]
         return (on_port or rules)[0]
+
+
+def _check_ids(request: RuleRequest) -> None:
+    """Refuse a mistyped id before asking AWS: a stale-looking rule id must not lead to a new rule."""
+    import re
+
+    checks = ((request.group_id, "sg", "DB_SG_ID"), (request.rule_id, "sgr", "DB_SG_RULE_ID"))
+    for value, prefix, variable in checks:
+        if value and not re.fullmatch(rf"{prefix}-[0-9a-f]{{8,17}}", value):
+            raise AwsError(
+                f"{value!r} is not a security group{' rule' if prefix == 'sgr' else ''} id",
+                f"{variable} looks like {prefix}-0123456789abcdef0",
+            )
 
 
 def _rule_by_id(ec2: Any, rule_id: str) -> dict[str, Any] | None:
@@ -233,15 +247,8 @@ def _limit_message(group_id: str) -> dict[str, str]:
 
 def _not_found_messages(request: RuleRequest, region: str) -> dict[str, str]:
     group = request.group_id or "(none)"
-    return {
-        "InvalidGroup.NotFound": (
-            f"security group {group} not found in region {region} (check DB_SG_ID and AWS_DEFAULT_REGION)"
-        ),
-        "InvalidGroupId.Malformed": f"{group} is not a security group id (DB_SG_ID looks like sg-0123456789abcdef0)",
-        "InvalidSecurityGroupRuleId.Malformed": (
-            f"{request.rule_id} is not a security group rule id (DB_SG_RULE_ID looks like sgr-0123456789abcdef0)"
-        ),
-    }
+    message = f"security group {group} not found in region {region} (check DB_SG_ID and AWS_DEFAULT_REGION)"
+    return {"InvalidGroup.NotFound": message, "InvalidGroupId.NotFound": message}
 
 
 OWNER_VARIABLES = ("DBTOOL_SG_OWNER", "GITHUB_USER", "GITPOD_GIT_USER_EMAIL")

@@ -17,7 +17,7 @@ class IpService:
         service = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            def do_GET(self) -> None:
                 service.requests += 1
                 self.send_response(service.status)
                 self.send_header("Content-Type", "text/plain")

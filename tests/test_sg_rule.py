@@ -60,7 +60,12 @@ def test_first_run_creates_my_tagged_rule(aws, group):
     assert run.out.strip() == (
         f"created rule {rule['SecurityGroupRuleId']} allowing {FIRST_IP}/32 on port 5432 in {group} (owner alice)"
     )
-    assert (rule["CidrIpv4"], rule["IpProtocol"], rule["FromPort"], rule["ToPort"]) == (f"{FIRST_IP}/32", "tcp", 5432, 5432)
+    assert (rule["CidrIpv4"], rule["IpProtocol"], rule["FromPort"], rule["ToPort"]) == (
+        f"{FIRST_IP}/32",
+        "tcp",
+        5432,
+        5432,
+    )
     assert tags(rule) == {"dbtool:owner": "alice"}
     assert rule["Description"].startswith("dbtool alice cruddur-ws-1 20")
 
