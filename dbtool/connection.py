@@ -54,10 +54,13 @@ def connection_error(error: Exception, target: Target, dbname: str) -> DbtoolErr
         return DatabaseMissing(
             f'database "{dbname}" does not exist on {where}', f"create it with ./bin/db-create{suffix}"
         )
-    if "password authentication failed" in lowered or "no password supplied" in lowered:
-        return AuthenticationFailed(
-            f"authentication failed for {where}",
-            f"check the user and password in {variable}; special characters must be percent-encoded",
+    if "authentication failed for user" in lowered or "no password supplied" in lowered:
+        return AuthenticationFailed(f"authentication failed for {where}", _credentials_hint(target))
+    if "certificate verify failed" in lowered or "does not match host name" in lowered:
+        return ConnectionFailed(
+            f"the server certificate of {where} could not be verified: {reason}",
+            "the CA bundle (PROD_DB_SSLROOTCERT or sslrootcert) must be the one that signed it; for RDS: "
+            "global-bundle.pem, and the host must be the RDS endpoint name",
         )
     if "server does not support ssl" in lowered:
         return ConnectionFailed(f"{where} does not accept SSL", "add sslmode=disable to the URL if that is intended")
@@ -72,6 +75,19 @@ def connection_error(error: Exception, target: Target, dbname: str) -> DbtoolErr
     if "connection refused" in lowered:
         return ConnectionFailed(f"connection to {where} refused", _unreachable_hint(target))
     return ConnectionFailed(f"cannot connect to {where}: {reason}", f"check {variable}")
+
+
+def _credentials_hint(target: Target) -> str:
+    """Where this target's credentials came from decides what to check."""
+    source = target.sources.get("password", "")
+    if target.password_source is not None:
+        return (
+            "the IAM token was refused: the AWS identity needs rds-db:connect for this database user, "
+            "the user needs GRANT rds_iam, and the token must be made with the right credentials and region"
+        )
+    if source.startswith("PROD_DB_SECRET_ID"):
+        return f"check the username and password in the {source.removeprefix('PROD_DB_SECRET_ID ').strip('()')}"
+    return f"check the user and password in {TARGET_VARIABLES[target.name]}; special characters must be percent-encoded"
 
 
 def _unreachable_hint(target: Target) -> str:

@@ -24,8 +24,9 @@ def psql_invocation(target: Target, extra_args: Sequence[str] = ()) -> tuple[str
         raise ToolMissing("psql is not installed", PSQL_INSTALL_HINT)
     env = dict(os.environ)
     env.pop("PGPASSWORD", None)
-    if target.password is not None:
-        env["PGPASSWORD"] = target.password
+    password = target.password  # once: an IAM target makes a new token on every read
+    if password is not None:
+        env["PGPASSWORD"] = password
     argv = ["psql", "--dbname", target.conninfo_for(with_password=False), *extra_args]
     return psql, argv, env
 

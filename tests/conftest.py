@@ -22,11 +22,14 @@ import pytest
 from psycopg import sql
 
 from dbtool.cluster import Cluster, find_bindir, free_port, service_user
-from tests.services import IpService
+from tests.iam_verifier import IamTokenVerifier
+from tests.services import IpService, closed_port_url
 
 REPO = Path(__file__).resolve().parent.parent
 LOCAL_USER, LOCAL_PASSWORD = "postgres", "local-Secret-42"
 PROD_USER, PROD_PASSWORD = "cruddurroot", "p@ss:w/o?r#d%!'\" $x\\y&=+"
+IAM_USER = "cruddur_iam"  # on the prod server, authenticated by an RDS IAM token (see iam_verifier)
+AWS_SECRET_KEY, AWS_REGION = "testing", "us-east-1"
 DBNAME = "cruddur"
 
 
@@ -38,6 +41,7 @@ class Server:
     user: str
     password: str
     ssl: bool
+    ca_file: Path | None = None  # the CA that signed the server's certificate (for sslmode=verify-full)
 
     def url(self, dbname: str = DBNAME, *, password: str | None = None, user: str | None = None) -> str:
         query = {"sslmode": "require"} if self.ssl else {}
@@ -85,7 +89,9 @@ def workdir() -> Iterator[Path]:
     shutil.rmtree(path, ignore_errors=True)
 
 
-def _start(workdir: Path, name: str, user: str, password: str, *, ssl: bool) -> Cluster:
+def _start(
+    workdir: Path, name: str, user: str, password: str, *, ssl: bool, hba_first: tuple[str, ...] = ()
+) -> Cluster:
     cluster = Cluster(workdir / name, free_port(), find_bindir(), service_user())
     settings: dict[str, str | int] = {
         "fsync": "off",
@@ -97,39 +103,52 @@ def _start(workdir: Path, name: str, user: str, password: str, *, ssl: bool) -> 
     files: dict[str, str] = {}
     hba = ["host all all 127.0.0.1/32 scram-sha-256"]
     if ssl:
-        key, cert = _self_signed(workdir / f"{name}-cert")
-        files = {"server.key": key, "server.crt": cert}
+        files = {name: (workdir / "pki" / name).read_text() for name in ("server.key", "server.crt")}
         settings |= {"ssl": "on", "ssl_cert_file": "server.crt", "ssl_key_file": "server.key"}
-        hba = ["hostssl all all 127.0.0.1/32 scram-sha-256", "hostnossl all all 0.0.0.0/0 reject"]
+        hba = [*hba_first, "hostssl all all 127.0.0.1/32 scram-sha-256", "hostnossl all all 0.0.0.0/0 reject"]
     cluster.init(user, password, settings=settings, hba=hba, files=files)
     cluster.start()
     return cluster
 
 
-def _self_signed(directory: Path) -> tuple[str, str]:
+@pytest.fixture(scope="session")
+def pki(workdir: Path) -> Path:
+    """A test CA, a server certificate it signed for 127.0.0.1 and localhost, and an unrelated CA."""
+    directory = workdir / "pki"
     directory.mkdir()
-    subprocess.run(
-        [
-            "openssl",
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=directory)
+
+    key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    for ca in ("ca", "other-ca"):
+        openssl(
             "req",
-            "-new",
             "-x509",
+            *key,
             "-days",
             "2",
-            "-nodes",
             "-subj",
-            "/CN=localhost",
-            "-newkey",
-            "rsa:2048",
+            f"/CN=dbtool test {ca}",
             "-keyout",
-            str(directory / "key"),
+            f"{ca}.key",
             "-out",
-            str(directory / "crt"),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    return (directory / "key").read_text(), (directory / "crt").read_text()
+            f"{ca}.crt",
+        )
+    openssl("req", "-new", *key, "-subj", "/CN=localhost", "-keyout", "server.key", "-out", "server.csr")
+    (directory / "san.ext").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    openssl(
+        "x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+        "-days", "2", "-extfile", "san.ext", "-out", "server.crt",
+    )  # fmt: skip
+    return directory
+
+
+@pytest.fixture(scope="session")
+def iam_verifier() -> Iterator[IamTokenVerifier]:
+    verifier = IamTokenVerifier(AWS_SECRET_KEY, AWS_REGION)
+    yield verifier
+    verifier.close()
 
 
 @pytest.fixture(scope="session")
@@ -140,9 +159,14 @@ def local_server(workdir: Path) -> Iterator[Server]:
 
 
 @pytest.fixture(scope="session")
-def prod_server(workdir: Path) -> Iterator[Server]:
-    cluster = _start(workdir, "prod", PROD_USER, PROD_PASSWORD, ssl=True)
-    yield Server(cluster, PROD_USER, PROD_PASSWORD, ssl=True)
+def prod_server(workdir: Path, pki: Path, iam_verifier: IamTokenVerifier) -> Iterator[Server]:
+    iam = (iam_verifier.hba_line(IAM_USER),)
+    cluster = _start(workdir, "prod", PROD_USER, PROD_PASSWORD, ssl=True, hba_first=iam)
+    iam_verifier.endpoint = f"127.0.0.1:{cluster.port}"
+    server = Server(cluster, PROD_USER, PROD_PASSWORD, ssl=True, ca_file=pki / "ca.crt")
+    with server.admin() as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(IAM_USER)))
+    yield server
     cluster.stop()
 
 
@@ -155,7 +179,8 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No developer shell variable may leak into a test; every test runs in its own empty project.
 
     AWS is cut off from the machine too: no shared config or credentials files, and no instance
-    metadata service (which botocore would otherwise look for off loopback when keys are missing).
+    metadata service (which botocore would otherwise look for off loopback when keys are missing),
+    and AWS and IP detection go to closed loopback ports unless a test starts moto or its own service.
     """
     for name in list(os.environ):
         if name.startswith(ISOLATED_PREFIXES) or name in ISOLATED_NAMES:
@@ -163,6 +188,8 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("DBTOOL_IP_SERVICES", closed_port_url())  # never the real IP services
+    monkeypatch.setenv("AWS_ENDPOINT_URL", closed_port_url().rstrip("/"))  # nor real AWS: the aws fixture sets moto
     monkeypatch.chdir(tmp_path)
 
 
@@ -204,7 +231,7 @@ class Aws:
             endpoint_url=self.endpoint,
             region_name=self.region,
             aws_access_key_id="testing",
-            aws_secret_access_key="testing",
+            aws_secret_access_key=AWS_SECRET_KEY,
         )
 
 
@@ -230,8 +257,8 @@ def aws(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Aws:
     for name, value in {
         "AWS_ENDPOINT_URL": moto_endpoint,
         "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_SECRET_ACCESS_KEY": AWS_SECRET_KEY,
+        "AWS_DEFAULT_REGION": AWS_REGION,
     }.items():
         monkeypatch.setenv(name, value)
     return Aws(moto_endpoint)

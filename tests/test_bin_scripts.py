@@ -48,7 +48,7 @@ def test_each_script_runs_its_command(local):
     assert script("db-seed").code == 0
     assert '"is_self": true' in script("db-sessions", "--json").out
     assert script("db-drop").out.strip() == "dropped database cruddur"
-    assert "arrives with issue #4" in error_line(script("rds-update-sg-rule"))
+    assert "--ip gave 10.0.0.1, a private" in error_line(script("rds-update-sg-rule", "--ip", "10.0.0.1"))
 
 
 def test_commands_find_the_project_from_a_subdirectory(local, project, monkeypatch):

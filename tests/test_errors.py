@@ -138,10 +138,6 @@ def test_password_never_in_any_output_of_a_whole_session(prod):
         assert_no_secret(run, PROD_PASSWORD)
 
 
-def test_update_sg_rule_is_not_built_yet():
-    assert "arrives with issue #4" in error_line(dbtool("update-sg-rule"))
-
-
 def _closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
