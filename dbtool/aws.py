@@ -9,7 +9,7 @@ Credentials not set there are found by boto3's own chain (shared files, SSO, ins
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from dbtool.errors import DbtoolError
@@ -76,6 +76,34 @@ def client(config: Config, service: str, *, region: str | None = None) -> Any:
         options["region_name"] = region
     with aws_errors():
         return session(config).client(service, **options)
+
+
+def client_in_background(config: Config, service: str) -> Callable[[], Any]:
+    """Start building a client in a thread; the returned function waits for it (re-raising its error).
+
+    Importing boto3 and loading a service model takes about 0.2 s (EC2's model is large); a caller
+    with other slow work to do first (detecting the public IP over HTTPS) overlaps the two.
+    """
+    import threading
+
+    outcome: dict[str, Any] = {}
+
+    def build() -> None:
+        try:
+            outcome["client"] = client(config, service)
+        except BaseException as error:  # handed to the caller's thread
+            outcome["error"] = error
+
+    worker = threading.Thread(target=build, name=f"dbtool-{service}-client", daemon=True)
+    worker.start()
+
+    def result() -> Any:
+        worker.join()
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["client"]
+
+    return result
 
 
 @contextlib.contextmanager

@@ -326,10 +326,11 @@ def _update_sg_rule(
     allow_non_global: bool,
 ) -> Any:
     from dbtool import sgrule
-    from dbtool.aws import client
+    from dbtool.aws import client_in_background
     from dbtool.project import Config, find_root
 
     config = Config(find_root())
+    ec2 = client_in_background(config, "ec2")  # while the IP is found
 
     def setting(name: str) -> str | None:
         found = config.get(name)
@@ -349,9 +350,8 @@ def _update_sg_rule(
         description=sgrule.description(owner, sgrule.workspace_name(os.environ), sgrule.utc_now()),
         rule_id=setting("DB_SG_RULE_ID"),
     )
-    ec2 = client(config, "ec2")
     change = sgrule.revoke_rule if revoke else sgrule.update_rule
-    return change(ec2, request, dry_run=dry_run)
+    return change(ec2(), request, dry_run=dry_run)
 
 
 @cli.group()
