@@ -2,7 +2,7 @@
 
 Each command resolves its target, calls one library function and reports. Errors from anywhere
 below are turned into one ``error: <what> (<hint>)`` line in one place, :meth:`DbtoolGroup.main`.
-Nothing here imports psycopg, rich or boto3 at module level, so ``dbtool --help`` starts fast.
+Nothing here imports psycopg, rich or botocore at module level, so ``dbtool --help`` starts fast.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Three ways to authenticate to production, in this order of preference for a team:
 
-* ``PROD_DB_IAM_AUTH=1``: an RDS IAM token (a 15-minute SigV4 signature, made locally by boto3)
+* ``PROD_DB_IAM_AUTH=1``: an RDS IAM token (a 15-minute SigV4 signature, made locally by botocore)
   is the password, made fresh for each connection, which RDS only accepts over SSL.
 * ``PROD_DB_SECRET_ID``: the user and password come from a Secrets Manager secret, in either the
   console/rotation shape ``{engine, host, port, username, password, dbname}`` or the RDS-managed

@@ -74,21 +74,22 @@ def update_rule(ec2: Any, request: RuleRequest, *, dry_run: bool = False) -> Out
     rule = _find_rule(ec2, request)
     group_id = rule["GroupId"] if rule else request.group_id
     assert group_id is not None  # _find_rule checks that there is a group to create the rule in
+    # A stored rule id that no longer exists was replaced; the caller tells the user which id to keep.
+    stale = request.rule_id if request.rule_id and (rule or {}).get("SecurityGroupRuleId") != request.rule_id else None
     base = {"group_id": group_id, "port": request.port, "owner": request.owner, "dry_run": dry_run}
+    base |= {"cidr": request.cidr, "replaced_rule_id": stale}
     if rule is not None and _allows(rule, request):
-        return Outcome("unchanged", rule_id=rule["SecurityGroupRuleId"], cidr=request.cidr, **base)
+        return Outcome("unchanged", rule_id=rule["SecurityGroupRuleId"], **base)
     if rule is not None:
         previous = rule.get("CidrIpv4")
         if None is not _call(ec2.modify_security_group_rules, dry_run, **_modification(group_id, rule, request)):
-            rule_id = rule["SecurityGroupRuleId"]
-            return Outcome("modified", rule_id=rule_id, cidr=request.cidr, previous_cidr=previous, **base)
-        return Outcome("already-allowed", rule_id=None, cidr=request.cidr, previous_cidr=previous, **base)
+            return Outcome("modified", rule_id=rule["SecurityGroupRuleId"], previous_cidr=previous, **base)
+        return Outcome("already-allowed", rule_id=None, previous_cidr=previous, **base)
     response = _authorize(ec2, group_id, request, dry_run)
-    stale = request.rule_id  # a stored id that no longer exists is replaced; the caller tells the user
     if response is None:
-        return Outcome("already-allowed", rule_id=None, cidr=request.cidr, replaced_rule_id=stale, **base)
+        return Outcome("already-allowed", rule_id=None, **base)
     created = (response.get("SecurityGroupRules") or [{}])[0].get("SecurityGroupRuleId")
-    return Outcome("created", rule_id=created, cidr=request.cidr, replaced_rule_id=stale, **base)
+    return Outcome("created", rule_id=created, **base)
 
 
 def revoke_rule(ec2: Any, request: RuleRequest, *, dry_run: bool = False) -> Outcome:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -24,12 +25,25 @@ def test_help_does_not_import_heavy_modules():
     assert result.stdout.strip().splitlines()[-1] == "[]"
 
 
+def test_targets_without_aws_settings_never_import_boto3():
+    probe = (
+        "import os, sys\nfrom dbtool.targets import resolve_target\n"
+        "os.environ['CONNECTION_URL'] = 'postgresql://u:p@127.0.0.1/db'\n"
+        "os.environ['PROD_CONNECTION_URL'] = 'postgresql://u:p@db.example.com/db'\n"
+        "resolve_target('local'); resolve_target('prod')\n"
+        "print(sorted(m for m in ('boto3', 'botocore', 'click') if m in sys.modules))"
+    )
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("PROD_DB_", "AWS_"))}
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, env=env)
+    assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
 def test_every_command_has_a_summary_and_example():
     assert sorted(cli.commands) == sorted(COMMANDS)
     for name in COMMANDS:
         run = dbtool(name, "--help")
         assert run.code == 0, name
-        if name not in ("update-sg-rule", "local"):
+        if name != "local":
             assert "Example: dbtool " + name in " ".join(run.out.split()), name
 
 

@@ -139,6 +139,18 @@ def test_legacy_rule_id_that_no_longer_exists_is_recreated_and_reported(aws, gro
     )
 
 
+def test_stale_legacy_rule_id_falls_back_to_my_tagged_rule(aws, group):
+    assert sg_rule().code == 0
+    [mine] = ingress(aws, group)
+    gone = untagged_rule(aws, group, "1.1.1.1/32")
+    aws.client("ec2").revoke_security_group_ingress(GroupId=group, SecurityGroupRuleIds=[gone])
+    run = sg_rule(ip=SECOND_IP, DB_SG_RULE_ID=gone)
+    assert run.code == 0, run.err
+    [after] = ingress(aws, group)
+    assert after["SecurityGroupRuleId"] == mine["SecurityGroupRuleId"] and after["CidrIpv4"] == f"{SECOND_IP}/32"
+    assert f"update DB_SG_RULE_ID to {mine['SecurityGroupRuleId']}" in run.err
+
+
 def test_legacy_rule_id_in_another_group_is_refused(aws, group):
     other = aws.client("ec2").create_security_group(GroupName="web", Description="web")["GroupId"]
     rule_id = untagged_rule(aws, other, "1.1.1.1/32")
