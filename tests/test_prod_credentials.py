@@ -18,6 +18,7 @@ from dbtool.prodauth import _region_of
 from dbtool.targets import resolve_target
 from tests.conftest import DBNAME, IAM_USER, PROD_PASSWORD, PROD_USER, Aws, Server
 from tests.helpers import dbtool, error_line, script
+from tests.test_connect import SHOW_OWN_ARGV
 
 SECRET_ID = "prod/cruddur/db"
 
@@ -54,9 +55,13 @@ def test_console_shaped_secret_connects_for_real(secret_only, aws, port_as):
     created = script("db-create", "prod", "--yes")
     assert created.code == 0, created.err
     assert secret_only.exists()
-    run = script("db-connect", "prod", "-At", "-c", "select current_user || '@' || current_database()")
+    run = script(
+        "db-connect", "prod", "-At", "-c", "select current_user || '@' || current_database()", "-c", SHOW_OWN_ARGV
+    )
     assert run.code == 0, run.err
-    assert run.out.strip() == f"{PROD_USER}@{DBNAME}"
+    who, argv = run.out.strip().splitlines()
+    assert who == f"{PROD_USER}@{DBNAME}"
+    assert "password" not in argv and "p@ss:w" not in argv
     assert PROD_PASSWORD not in created.all + run.all
 
 
