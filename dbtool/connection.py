@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from dbtool.errors import AuthenticationFailed, ConnectionFailed, DatabaseMissing, DbtoolError
+from dbtool.prodauth import SECRET_SOURCE
 from dbtool.targets import MAINTENANCE_DATABASES, TARGET_VARIABLES, Target
 
 if TYPE_CHECKING:
@@ -85,8 +86,8 @@ def _credentials_hint(target: Target) -> str:
             "the IAM token was refused: the AWS identity needs rds-db:connect for this database user, "
             "the user needs GRANT rds_iam, and the token must be made with the right credentials and region"
         )
-    if source.startswith("PROD_DB_SECRET_ID"):
-        return f"check the username and password in the {source.removeprefix('PROD_DB_SECRET_ID ').strip('()')}"
+    if source.startswith(SECRET_SOURCE):
+        return f"check the username and password in the {source}"
     return f"check the user and password in {TARGET_VARIABLES[target.name]}; special characters must be percent-encoded"
 
 

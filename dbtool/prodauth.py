@@ -40,6 +40,7 @@ BUNDLE_HINT = f"download the RDS CA bundle: curl -o global-bundle.pem {BUNDLE_UR
 VERIFYING_MODES = ("verify-ca", "verify-full")
 PLAINTEXT_MODES = ("disable", "allow", "prefer")
 TRUE_VALUES = ("1", "true", "yes", "on")
+SECRET_SOURCE = "Secrets Manager secret "  # how a secret is named in Target.sources and in hints
 
 
 class IamTokens:
@@ -105,10 +106,10 @@ def _apply_secret(params: dict[str, str], sources: dict[str, str], config: Confi
     ):
         response = secrets.get_secret_value(SecretId=secret_id)
     values = _secret_fields(response.get("SecretString"), secret_id)
-    where = f"secret {secret_id}"
+    where = f"{SECRET_SOURCE}{secret_id}"
     params["user"] = str(values["username"])
     params["password"] = str(values["password"])
-    sources["password"] = f"{SECRET_VARIABLE} ({where})"
+    sources["user"] = sources["password"] = where
     for key, field in (("host", "host"), ("port", "port"), ("dbname", "dbname")):
         if not params.get(key) and values.get(field) not in (None, ""):
             params[key] = str(values[field])

@@ -73,7 +73,7 @@ def test_rds_managed_secret_with_host_from_the_url(prod, aws, monkeypatch):
     target = resolve_target("prod")
     with connect(target) as conn:
         assert conn.execute("select current_user").fetchone() == (PROD_USER,)
-    assert target.sources["password"] == f"PROD_DB_SECRET_ID (secret {SECRET_ID})"
+    assert target.sources["password"] == f"Secrets Manager secret {SECRET_ID}"
     assert PROD_PASSWORD not in repr(target) and PROD_PASSWORD not in target.display
 
 
@@ -141,7 +141,7 @@ def test_instance_named_by_variable(prod, aws, monkeypatch):
         ("hunter2", f"error: secret {SECRET_ID} is not a JSON object"),
         ({"username": PROD_USER}, f"error: secret {SECRET_ID} has no password"),
         ({"password": PROD_PASSWORD, "host": "h"}, f"error: secret {SECRET_ID} has no username"),
-        ({"username": "u", "password": PROD_PASSWORD, "host": "h", "port": "54x32", "dbname": "d"}, "port in secret"),
+        ({"username": "u", "password": PROD_PASSWORD, "host": "h", "port": "54x32", "dbname": "d"}, "port in Secrets"),
         (
             {"username": PROD_USER, "password": PROD_PASSWORD},
             "error: cannot tell which RDS instance the secret's credentials are for (set PROD_DB_INSTANCE_ID",
@@ -162,7 +162,8 @@ def test_wrong_password_in_the_secret_names_the_secret(secret_only, aws):
     store_secret(aws, console_secret(secret_only) | {"password": "not-the-password"})
     line = error_line(dbtool("sessions", "prod"))
     assert line.startswith(f"error: authentication failed for {PROD_USER}@127.0.0.1:")
-    assert f"check the username and password in the secret {SECRET_ID}" in line and "not-the-password" not in line
+    assert f"check the username and password in the Secrets Manager secret {SECRET_ID}" in line
+    assert "not-the-password" not in line
 
 
 def test_secret_and_iam_together_are_refused(secret_only, aws, monkeypatch):
