@@ -90,6 +90,8 @@ def _resolve(name: str) -> Any:
     ctx = click.get_current_context()
     target = resolve_target(name, connect_timeout=ctx.find_root().obj["connect_timeout"])
     _secrets.append(target.redact)
+    if "started" in target.sources:
+        click.echo(target.sources["started"], err=True)
     return target
 
 
@@ -115,13 +117,19 @@ def target_command(*, writes: bool, sql_file: str | None = None) -> Callable[[Ca
 
     def decorate(func: Callable[..., Any]) -> Any:
         @functools.wraps(func)
-        def wrapper(target: str, yes: bool = False, **kwargs: Any) -> Any:
+        def wrapper(target: str, yes: bool = False, wait: bool = False, **kwargs: Any) -> Any:
             resolved = _resolve(target)
             if writes:
                 confirm_production(resolved, yes)
+            if wait:
+                from dbtool.wait import wait_until_up
+
+                wait_until_up(resolved)
             return func(resolved, **kwargs)
 
-        command = wrapper
+        command = click.option(
+            "--wait", is_flag=True, help="First wait up to 60 s for the server to accept connections."
+        )(wrapper)
         if sql_file is not None:
             command = click.option(
                 "--file",
@@ -282,6 +290,18 @@ def sessions(target: Any, include_all: bool, as_json: bool) -> None:
     render(rows, title=f"sessions on {target.display}")
 
 
+@cli.command()
+@click.argument("target", type=click.Choice(TARGET_NAMES), default="local", required=False)
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=60, show_default=True, help="Seconds.")
+def wait(target: str, timeout: float) -> None:
+    """Return when the target's server accepts connections.  Example: dbtool wait --timeout 30"""
+    from dbtool.wait import wait_until_up
+
+    resolved = _resolve(target)
+    seconds = wait_until_up(resolved, timeout)
+    click.echo(f"{resolved.display} accepts connections (waited {seconds:.1f} s)")
+
+
 @cli.command("update-sg-rule")
 @click.option("--ip", default=None, help="Address to allow (default: $GITPOD_IP, else detected over HTTPS).")
 @click.option("--group-id", default=None, metavar="SG_ID", help="The RDS security group (default: $DB_SG_ID).")
@@ -356,24 +376,65 @@ def _update_sg_rule(
 
 @cli.group()
 def local() -> None:
-    """A throwaway PostgreSQL for this project, kept in .dbtool/."""
+    """The project's own PostgreSQL in .dbtool/, used when CONNECTION_URL is not set."""
 
 
 @local.command("start")
-@click.option("--database", default="cruddur", show_default=True, help="Database name for the printed URL.")
-def local_start(database: str) -> None:
-    """Start (creating on first use) and print `export CONNECTION_URL=…`.  Example: eval "$(dbtool local start)" """
-    from dbtool.localserver import start
+@click.option("--database", default=None, help="Database name for the printed URL (default: cruddur).")
+def local_start(database: str | None) -> None:
+    """Start it (initdb on first use) and print `export CONNECTION_URL=…`.  Example: dbtool local start"""
+    from dbtool.localserver import DEFAULT_DATABASE, LocalServer
 
-    click.echo(f"export CONNECTION_URL='{start(_project_root(), database)}'")
+    server = LocalServer(_project_root())
+    port = server.start()
+    click.echo(f"export CONNECTION_URL='{server.url(database or DEFAULT_DATABASE, port)}'")
 
 
 @local.command("stop")
 def local_stop() -> None:
-    """Stop the project's throwaway PostgreSQL.  Example: dbtool local stop"""
-    from dbtool.localserver import stop
+    """Stop it; the data stays in .dbtool/.  Example: dbtool local stop"""
+    from dbtool.localserver import LocalServer
 
-    click.echo("stopped" if stop(_project_root()) else "not running")
+    click.echo("stopped" if LocalServer(_project_root()).stop() else "not running")
+
+
+@local.command("status")
+def local_status() -> None:
+    """Whether it runs, its port and version; exit 3 when it is not running.  Example: dbtool local status"""
+    from dbtool.localserver import LocalServer
+
+    status = LocalServer(_project_root()).status()
+    if status.running:
+        click.echo(
+            f"running on 127.0.0.1:{status.port} (pid {status.pid}), PostgreSQL {status.version}, "
+            f"data in {status.state_dir}"
+        )
+        return
+    where = f"stopped (port {status.port}, data in {status.state_dir})" if status.created else "not created yet"
+    click.echo(where)
+    sys.exit(3)
+
+
+@local.command("destroy")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask first.")
+def local_destroy(yes: bool) -> None:
+    """Stop it and delete .dbtool/ with all its data.  Example: dbtool local destroy"""
+    from dbtool.localserver import LocalServer
+
+    server = LocalServer(_project_root())
+    if not server.state.exists():
+        click.echo(f"nothing to destroy: {server.state} does not exist")
+        return
+    if not yes:
+        if not sys.stdin.isatty():
+            raise DbtoolError(
+                f"refusing to delete {server.state} without confirmation", "run it in a terminal, or pass --yes"
+            )
+        click.secho(f"This deletes {server.state} and every local database in it.", fg="red", err=True)
+        if click.prompt("Type 'destroy' to continue", default="", show_default=False, err=True).strip() != "destroy":
+            raise DbtoolError("not confirmed; nothing was deleted")
+    server.destroy()
+    click.echo(f"destroyed {server.state}")
 
 
 def _project_root() -> Path:

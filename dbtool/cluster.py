@@ -30,9 +30,21 @@ _BINDIR_GLOBS = (
 )
 
 
+BINDIR_VARIABLE = "DBTOOL_PG_BINDIR"
+
+
 def find_bindir(environ: Mapping[str, str] | None = None) -> Path:
-    """The directory holding ``initdb`` and ``pg_ctl``: PATH, then ``pg_config``, then usual places."""
-    path = (os.environ if environ is None else environ).get("PATH", "")
+    """The directory holding ``initdb`` and ``pg_ctl``.
+
+    ``$DBTOOL_PG_BINDIR`` when set (and then only there), else PATH, then ``pg_config --bindir``,
+    then the usual install locations, newest version first.
+    """
+    environ = os.environ if environ is None else environ
+    if chosen := environ.get(BINDIR_VARIABLE):
+        if (Path(chosen) / "pg_ctl").exists():
+            return Path(chosen)
+        raise ToolMissing(f"no PostgreSQL server binaries in {chosen} ({BINDIR_VARIABLE})", INSTALL_HINT)
+    path = environ.get("PATH", "")
     if found := shutil.which("pg_ctl", path=path):
         return Path(found).resolve().parent
     if pg_config := shutil.which("pg_config", path=path):
@@ -133,21 +145,14 @@ class Cluster:
             handle.write("\n# dbtool\n" + "\n".join(lines) + "\n")
         self._write("pg_hba.conf", "\n".join(hba) + "\n", mode=0o600)
 
-    def start(self) -> None:
-        self._run(
-            str(self.bindir / "pg_ctl"),
-            "-D",
-            str(self.datadir),
-            "-l",
-            str(self.datadir / "server.log"),
-            "-w",
-            "-t",
-            "60",
-            "start",
-        )
+    def start(self, options: str | None = None) -> None:
+        """Start and wait until it accepts connections; ``options`` go to the server (``-o``)."""
+        extra = ["-o", options] if options else []
+        log = str(self.datadir / "server.log")
+        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-l", log, "-w", "-t", "60", *extra, "start")
 
-    def stop(self) -> None:
-        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-m", "immediate", "-w", "stop")
+    def stop(self, mode: str = "immediate") -> None:
+        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-m", mode, "-w", "stop")
 
     def _write(self, name: str, content: str, mode: int) -> None:
         path = self.datadir / name

@@ -1,59 +1,210 @@
-"""The project's throwaway local PostgreSQL in ``.dbtool/`` (a first cut; issue #5 grows it).
+"""The project's own PostgreSQL, kept in ``.dbtool/``: the local target when no CONNECTION_URL is set.
 
-It trusts only loopback connections, so its URL carries no password, and its port is remembered
-in ``.dbtool/port`` so the printed URL stays valid across restarts.
+A developer who clones the project gets a database with no Docker daemon and no URL to invent:
+the first command on the local target runs initdb with the machine's binaries and starts the
+server. It listens on 127.0.0.1 on a port remembered in ``.dbtool/port`` (a new one is picked, and
+remembered, if something else has taken it) and on a Unix socket in ``.dbtool/run``, and trusts
+only those local connections, so its URL carries no password. When we are root the files and the
+server belong to an unprivileged user, since PostgreSQL refuses to run as root.
+
+Whether it is running is decided from ``postmaster.pid`` and a TCP probe (about a millisecond), so
+every command can afford to check; a server killed without cleaning up (a stale ``postmaster.pid``)
+is simply started again.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
+import socket
 import subprocess
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from dbtool.cluster import Cluster, find_bindir, free_port, service_user
+from dbtool.errors import DbtoolError, ToolMissing
 
+STATE_DIR = ".dbtool"
 SUPERUSER = "postgres"
-TRUST_LOOPBACK = ("host all all 127.0.0.1/32 trust",)
+DEFAULT_DATABASE = "cruddur"
+DATABASE_VARIABLE = "DBTOOL_LOCAL_DATABASE"
+SWITCH_VARIABLE = "DBTOOL_LOCAL_SERVER"  # "off": no embedded server, CONNECTION_URL is required
+TRUST_LOCAL = ("local all all trust", "host all all 127.0.0.1/32 trust")
+NO_BINARIES_HINT = (
+    "install PostgreSQL (apt-get install postgresql, or brew install postgresql), "
+    "or set CONNECTION_URL to a server you already have"
+)
+SOCKET_PATH_LIMIT = 100  # sun_path holds 108 bytes on Linux, 104 on macOS, with ".s.PGSQL.NNNNN" in it
+START_ATTEMPTS = 3
 
 
-def _cluster(root: Path) -> Cluster:
-    state = root / ".dbtool"
-    port_file = state / "port"
-    if port_file.exists():
-        port = int(port_file.read_text())
-    else:
-        state.mkdir(parents=True, exist_ok=True)
-        port = free_port()
-        port_file.write_text(str(port))
-    return Cluster(state / "data", port, find_bindir(), service_user())
+@dataclass(frozen=True)
+class Status:
+    """What ``dbtool local status`` reports."""
+
+    created: bool
+    running: bool
+    port: int | None
+    pid: int | None
+    state_dir: Path
+    version: str | None
 
 
-def start(root: Path, dbname: str) -> str:
-    """Start the server (initdb first if needed); return a CONNECTION_URL for ``dbname``."""
-    cluster = _cluster(root)
-    if not (cluster.datadir / "PG_VERSION").exists():
-        cluster.init(SUPERUSER, "unused", hba=TRUST_LOOPBACK)
-    if not _running(cluster):
-        cluster.start()
-    return f"postgresql://{SUPERUSER}@127.0.0.1:{cluster.port}/{dbname}"
+class LocalServer:
+    """The embedded server of the project at ``root``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.state = root / STATE_DIR
+        self.datadir = self.state / "data"
+        self.port_file = self.state / "port"
+
+    @property
+    def created(self) -> bool:
+        return (self.datadir / "PG_VERSION").is_file()
+
+    def url(self, dbname: str, port: int) -> str:
+        from urllib.parse import quote
+
+        return f"postgresql://{SUPERUSER}@127.0.0.1:{port}/{quote(dbname, safe='')}"
+
+    def running_port(self) -> int | None:
+        """The port of the running server, or ``None``: from postmaster.pid, confirmed by a TCP probe."""
+        try:
+            lines = (self.datadir / "postmaster.pid").read_text().splitlines()
+            pid, port = int(lines[0]), int(lines[3])
+        except (OSError, ValueError, IndexError):
+            return None
+        if not _alive(pid) or not _accepts(port):
+            return None
+        return port
+
+    def ensure_running(self) -> tuple[int, bool]:
+        """Start the server unless it runs; returns its port and whether it was started now."""
+        port = self.running_port()
+        if port is not None:
+            return port, False
+        return self.start(), True
+
+    def start(self) -> int:
+        """initdb on first use, then start; returns the port. A running server is left alone."""
+        if (running := self.running_port()) is not None:
+            return running
+        cluster = self._cluster(self._port())
+        if not self.created:
+            self._check_reachable(cluster)
+            cluster.init(SUPERUSER, "unused-trust-auth", settings=self._settings(), hba=TRUST_LOCAL)
+        for attempt in range(1, START_ATTEMPTS + 1):
+            try:
+                cluster.start(options=f"-p {cluster.port}")
+                return cluster.port
+            except DbtoolError:
+                # After a crash, the killed server's children may hold its shared memory a moment longer.
+                if attempt == START_ATTEMPTS:
+                    raise
+                time.sleep(attempt)
+        raise AssertionError("unreachable")
+
+    def stop(self) -> bool:
+        """Stop the server; ``False`` when it was not running."""
+        if self.running_port() is None:
+            return False
+        self._cluster(self._remembered_port() or 0).stop(mode="fast")
+        return True
+
+    def destroy(self) -> bool:
+        """Stop the server and delete ``.dbtool/`` with all its data; ``False`` when there was nothing."""
+        if not self.state.exists():
+            return False
+        if self.running_port() is not None:
+            self._cluster(self._remembered_port() or 0).stop(mode="immediate")
+        shutil.rmtree(self.state)
+        return True
+
+    def status(self) -> Status:
+        port = self.running_port()
+        pid = None
+        if port is not None:
+            pid = int((self.datadir / "postmaster.pid").read_text().split("\n", 1)[0])
+        version = (self.datadir / "PG_VERSION").read_text().strip() if self.created else None
+        return Status(self.created, port is not None, port or self._remembered_port(), pid, self.state, version)
+
+    def _cluster(self, port: int) -> Cluster:
+        try:
+            bindir = find_bindir()
+        except ToolMissing as error:
+            raise ToolMissing(error.message, NO_BINARIES_HINT) from None
+        return Cluster(self.datadir, port, bindir, service_user())
+
+    def _remembered_port(self) -> int | None:
+        try:
+            return int(self.port_file.read_text())
+        except (OSError, ValueError):
+            return None
+
+    def _port(self) -> int:
+        """The remembered port when it is free, else a new free one (remembered from now on)."""
+        port = self._remembered_port()
+        if port is None or not _free(port):
+            port = free_port()
+            self.state.mkdir(parents=True, exist_ok=True)
+            self.port_file.write_text(f"{port}\n")
+        return port
+
+    def _settings(self) -> dict[str, str | int]:
+        run = self.state / "run"
+        sockets = ""
+        if len(str(run)) + len("/.s.PGSQL.65535") <= SOCKET_PATH_LIMIT:
+            run.mkdir(parents=True, exist_ok=True)
+            run.chmod(0o700)
+            _give_to_server_user(run)
+            sockets = str(run)
+        return {"unix_socket_directories": sockets, "listen_addresses": "127.0.0.1", "logging_collector": "off"}
+
+    def _check_reachable(self, cluster: Cluster) -> None:
+        """As root, the server's user must be able to reach ``.dbtool/``: say so instead of initdb's riddle."""
+        self.state.mkdir(parents=True, exist_ok=True)
+        if cluster.run_as is None:
+            return
+        _give_to_server_user(self.state)
+        writable = ["/bin/sh", "-c", 'test -w "$1"', "sh", str(self.state)]  # absolute: PATH may be anything
+        probe = subprocess.run(writable, user=cluster.run_as, check=False, cwd="/")
+        if probe.returncode != 0:
+            raise DbtoolError(
+                f"the {cluster.run_as} user (PostgreSQL refuses to run as root) cannot write to {self.state}",
+                "make every parent directory searchable (chmod o+x), or set CONNECTION_URL to another server",
+            )
 
 
-def stop(root: Path) -> bool:
-    """Stop the server; False when it was not running."""
-    cluster = _cluster(root)
-    if not _running(cluster):
+def _give_to_server_user(path: Path) -> None:
+    user = service_user()
+    if user is not None:
+        shutil.chown(path, user)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
         return False
-    cluster.stop()
+    except PermissionError:
+        return True  # someone else's process: alive, and the TCP probe decides
     return True
 
 
-def _running(cluster: Cluster) -> bool:
-    if not (cluster.datadir / "PG_VERSION").exists():
+def _accepts(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
         return False
-    status = subprocess.run(
-        [str(cluster.bindir / "pg_ctl"), "-D", str(cluster.datadir), "status"],
-        capture_output=True,
-        check=False,
-        user=cluster.run_as,
-        cwd="/",
-    )
-    return status.returncode == 0
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True

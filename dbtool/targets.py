@@ -105,14 +105,20 @@ def resolve_target(
     setting = config.get(variable)
     is_prod = name == "prod"
     from_aws = is_prod and config.get(SECRET_VARIABLE) is not None
-    if setting is None and not from_aws:
+    sources: dict[str, str] = {}
+    raw: str | None = None
+    if setting is not None:
+        raw = setting.value
+        sources["url"] = f"{variable} from {setting.source}"
+    elif not is_prod and _embedded_allowed(config):
+        raw = _embedded_url(config, sources)
+    elif not from_aws:
         alternative = f" (or {SECRET_VARIABLE})" if is_prod else ""
         raise TargetNotConfigured(
             f"{variable} is not set",
             f"set it{alternative} in the environment or in {config.env_file}; see .env.example",
         )
-    params = parse_url(setting.value, variable) if setting else {}
-    sources = {"url": f"{variable} from {setting.source}"} if setting else {}
+    params = parse_url(raw, variable) if raw is not None else {}
     password_source = None
     if is_prod:
         password_source = apply_credentials(params, sources, config)
@@ -134,6 +140,30 @@ def resolve_target(
         sources=MappingProxyType(sources),
         password_source=password_source,
     )
+
+
+def _embedded_allowed(config: Config) -> bool:
+    """The embedded server stands in for CONNECTION_URL in a project (not any directory), unless turned off."""
+    from dbtool.localserver import STATE_DIR, SWITCH_VARIABLE
+    from dbtool.project import ROOT_MARKERS
+
+    switch = config.get(SWITCH_VARIABLE)
+    if switch is not None and switch.value.strip().lower() in ("off", "0", "no", "false"):
+        return False
+    return any((config.root / marker).exists() for marker in (*ROOT_MARKERS, STATE_DIR))
+
+
+def _embedded_url(config: Config, sources: dict[str, str]) -> str:
+    """The embedded server's URL, starting the server when it is not running."""
+    from dbtool.localserver import DATABASE_VARIABLE, DEFAULT_DATABASE, STATE_DIR, LocalServer
+
+    server = LocalServer(config.root)
+    port, started = server.ensure_running()
+    database = config.get(DATABASE_VARIABLE)
+    sources["url"] = f"the project's own server in {STATE_DIR}/ (CONNECTION_URL is not set)"
+    if started:
+        sources["started"] = f"started the project's PostgreSQL in {STATE_DIR}/ on port {port}"
+    return server.url(database.value if database else DEFAULT_DATABASE, port)
 
 
 def parse_url(raw: str, variable: str) -> dict[str, str]:

@@ -188,6 +188,7 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("DBTOOL_LOCAL_SERVER", "off")  # no initdb behind a test's back; test_localserver turns it on
     monkeypatch.setenv("DBTOOL_IP_SERVICES", closed_port_url())  # never the real IP services
     monkeypatch.setenv("AWS_ENDPOINT_URL", closed_port_url().rstrip("/"))  # nor real AWS: the aws fixture sets moto
     monkeypatch.chdir(tmp_path)

@@ -1,0 +1,196 @@
+"""The embedded local server: a project with no CONNECTION_URL gets its own PostgreSQL in .dbtool/.
+
+Every test gets a fresh project in a directory the unprivileged server user can reach (the
+tests run as root in CI), and every server a test starts is destroyed afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from dbtool.cluster import service_user
+from dbtool.localserver import LocalServer
+from tests.helpers import REPO, dbtool, error_line, in_terminal, script
+
+
+def _project(parent: Path) -> Path:
+    path = Path(tempfile.mkdtemp(prefix="project-", dir=parent))
+    path.chmod(0o755)
+    shutil.copytree(REPO / "db", path / "db")
+    return path
+
+
+@pytest.fixture
+def projects(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Path]]:
+    """Two fresh projects side by side (the first is the current directory), embedded servers allowed."""
+    monkeypatch.delenv("DBTOOL_LOCAL_SERVER")
+    made = [_project(workdir), _project(workdir)]
+    monkeypatch.chdir(made[0])
+    monkeypatch.setenv("DBTOOL_PROJECT_ROOT", str(made[0]))  # the bin/ scripts would otherwise use this repo
+    yield made
+    for path in made:
+        LocalServer(path).destroy()
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def project_dir(projects: list[Path]) -> Path:
+    return projects[0]
+
+
+def test_start_status_stop_restart(project_dir):
+    assert dbtool("local", "status").code == 3
+    started = script("dbtool", "local", "start")
+    assert started.code == 0, started.err
+    port = int((project_dir / ".dbtool" / "port").read_text())
+    assert started.out.strip() == f"export CONNECTION_URL='postgresql://postgres@127.0.0.1:{port}/cruddur'"
+    status = dbtool("local", "status")
+    assert status.code == 0 and status.out.startswith(f"running on 127.0.0.1:{port} (pid ")
+    assert dbtool("local", "stop").out.strip() == "stopped"
+    stopped = dbtool("local", "status")
+    assert stopped.code == 3 and stopped.out.startswith(f"stopped (port {port}")
+    assert dbtool("local", "stop").out.strip() == "not running"
+    assert script("dbtool", "local", "start").code == 0
+    assert int((project_dir / ".dbtool" / "port").read_text()) == port  # remembered
+
+
+def test_a_command_starts_it_and_uses_it(project_dir):
+    run = script("db-setup")
+    assert run.code == 0, run.err
+    assert "started the project's PostgreSQL in .dbtool/ on port" in run.err
+    port = int((project_dir / ".dbtool" / "port").read_text())
+    with psycopg.connect(f"postgresql://postgres@127.0.0.1:{port}/cruddur") as conn:
+        assert conn.execute("SELECT count(*) FROM users").fetchone() == (3,)
+    again = script("db-sessions", "--json")
+    assert again.code == 0 and "started" not in again.err  # already running: no second start
+
+
+def test_only_local_connections_and_a_socket_in_the_project(project_dir):
+    port = LocalServer(project_dir).start()
+    with psycopg.connect(f"postgresql://postgres@127.0.0.1:{port}/postgres") as conn:
+        settings = dict(
+            conn.execute("SELECT name, setting FROM pg_settings WHERE name LIKE 'listen%' OR name LIKE 'unix%'")
+        )
+        rules = conn.execute("SELECT type, address, auth_method FROM pg_hba_file_rules ORDER BY line_number").fetchall()
+    assert settings["listen_addresses"] == "127.0.0.1"
+    assert settings["unix_socket_directories"] == str(project_dir / ".dbtool" / "run")
+    assert (project_dir / ".dbtool" / "run" / f".s.PGSQL.{port}").exists()
+    assert rules == [("local", None, "trust"), ("host", "127.0.0.1", "trust")]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="checks the root case; the other case is every other test here")
+def test_as_root_the_files_belong_to_the_server_user(project_dir):
+    LocalServer(project_dir).start()
+    owner = (project_dir / ".dbtool" / "data").owner()
+    assert owner == service_user() and owner != "root"
+
+
+def test_a_killed_server_with_a_stale_pid_file_starts_again(project_dir):
+    server = LocalServer(project_dir)
+    port = server.start()
+    pid = int((project_dir / ".dbtool" / "data" / "postmaster.pid").read_text().split()[0])
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while server.running_port() is not None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert (project_dir / ".dbtool" / "data" / "postmaster.pid").exists()  # stale, left by the kill
+    assert dbtool("local", "status").code == 3
+    run = script("db-create")
+    assert run.code == 0, run.err
+    assert server.running_port() == port
+
+
+def test_a_taken_port_moves_the_server_to_a_free_one(project_dir):
+    server = LocalServer(project_dir)
+    port = server.start()
+    server.stop()
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", port))
+        squatter.listen()
+        run = script("dbtool", "local", "start")
+        assert run.code == 0, run.err
+        new_port = int((project_dir / ".dbtool" / "port").read_text())
+        assert new_port != port and f":{new_port}/cruddur" in run.out
+    assert server.running_port() == new_port
+
+
+def test_two_projects_get_two_independent_servers(projects):
+    first, second = (LocalServer(path) for path in projects)
+    ports = first.start(), second.start()
+    assert ports[0] != ports[1]
+    with psycopg.connect(f"postgresql://postgres@127.0.0.1:{ports[0]}/postgres", autocommit=True) as conn:
+        conn.execute("CREATE DATABASE only_in_first")
+    with psycopg.connect(f"postgresql://postgres@127.0.0.1:{ports[1]}/postgres") as conn:
+        assert conn.execute("SELECT count(*) FROM pg_database WHERE datname = 'only_in_first'").fetchone() == (0,)
+    first.stop()
+    assert second.running_port() == ports[1]
+
+
+def test_no_binaries_anywhere_says_what_to_install(project_dir, monkeypatch):
+    monkeypatch.setenv("PATH", "/nonexistent")
+    monkeypatch.setenv("DBTOOL_PG_BINDIR", "/nonexistent/bin")
+    line = error_line(dbtool("create"))
+    assert line.startswith("error: no PostgreSQL server binaries in /nonexistent/bin")
+    assert "apt-get install postgresql" in line and "brew install postgresql" in line and "CONNECTION_URL" in line
+    assert not (project_dir / ".dbtool" / "data").exists()
+
+
+def test_usual_install_locations_are_searched_when_path_has_none(project_dir, monkeypatch):
+    monkeypatch.setenv("PATH", "/nonexistent")
+    assert LocalServer(project_dir).start() > 0
+
+
+def test_not_a_project_still_asks_for_connection_url(workdir, monkeypatch):
+    monkeypatch.delenv("DBTOOL_LOCAL_SERVER")
+    bare = Path(tempfile.mkdtemp(dir=workdir))
+    monkeypatch.chdir(bare)
+    assert error_line(dbtool("create")).startswith("error: CONNECTION_URL is not set")
+    assert not (bare / ".dbtool").exists()
+
+
+def test_switched_off_by_variable(project_dir, monkeypatch):
+    monkeypatch.setenv("DBTOOL_LOCAL_SERVER", "off")
+    assert error_line(dbtool("create")).startswith("error: CONNECTION_URL is not set")
+
+
+def test_destroy_asks_and_refuses_without_a_terminal_or_the_word(project_dir):
+    LocalServer(project_dir).start()
+    run = dbtool("local", "destroy")
+    assert error_line(run).startswith("error: refusing to delete") and (project_dir / ".dbtool").exists()
+    code, screen = in_terminal(["dbtool", "local", "destroy"], "yes", {})
+    assert code == 1 and "nothing was deleted" in screen and (project_dir / ".dbtool").exists()
+    code, screen = in_terminal(["dbtool", "local", "destroy"], "destroy", {})
+    assert code == 0 and not (project_dir / ".dbtool").exists()
+
+
+def test_destroy_with_yes_stops_and_deletes(project_dir):
+    server = LocalServer(project_dir)
+    port = server.start()
+    run = dbtool("local", "destroy", "--yes")
+    assert run.code == 0 and run.out.startswith("destroyed ")
+    assert not (project_dir / ".dbtool").exists()
+    with socket.socket() as probe:
+        assert probe.connect_ex(("127.0.0.1", port)) != 0
+    assert dbtool("local", "destroy", "--yes").out.startswith("nothing to destroy")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root hands the data to another user")
+def test_a_project_the_server_user_cannot_reach_is_a_clear_error(workdir, monkeypatch):
+    monkeypatch.delenv("DBTOOL_LOCAL_SERVER")
+    private = Path(tempfile.mkdtemp(dir=workdir))  # 0700: the postgres user cannot enter it
+    project = private / "app"
+    shutil.copytree(REPO / "db", project / "db")
+    monkeypatch.chdir(project)
+    line = error_line(dbtool("create"))
+    assert f"the {service_user()} user (PostgreSQL refuses to run as root) cannot write to" in line
+    assert "chmod o+x" in line
