@@ -14,11 +14,13 @@ is simply started again.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,6 +93,21 @@ class LocalServer:
         """initdb on first use, then start; returns the port. A running server is left alone."""
         if (running := self.running_port()) is not None:
             return running
+        with self._lock():  # two commands at once: one starts the server, the other finds it running
+            if (running := self.running_port()) is not None:
+                return running
+            return self._start()
+
+    @contextlib.contextmanager
+    def _lock(self) -> Iterator[None]:
+        import fcntl
+
+        self.state.mkdir(parents=True, exist_ok=True)
+        with open(self.state / "lock", "w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            yield
+
+    def _start(self) -> int:
         cluster = self._cluster(self._port())
         if not self.created:
             self._check_reachable(cluster)
@@ -100,10 +117,13 @@ class LocalServer:
                 cluster.start(options=f"-p {cluster.port}")
                 return cluster.port
             except DbtoolError:
-                # After a crash, the killed server's children may hold its shared memory a moment longer.
+                # After a crash, the killed server's children may hold its shared memory a moment
+                # longer; and another command may have started the server at the same moment.
+                time.sleep(attempt)
+                if (running := self.running_port()) is not None:
+                    return running
                 if attempt == START_ATTEMPTS:
                     raise
-                time.sleep(attempt)
         raise AssertionError("unreachable")
 
     def stop(self) -> bool:

@@ -194,3 +194,15 @@ def test_a_project_the_server_user_cannot_reach_is_a_clear_error(workdir, monkey
     line = error_line(dbtool("create"))
     assert f"the {service_user()} user (PostgreSQL refuses to run as root) cannot write to" in line
     assert "chmod o+x" in line
+
+
+def test_two_commands_starting_it_at_once_both_succeed(project_dir):
+    import subprocess
+
+    commands = [
+        subprocess.Popen([str(REPO / "bin" / "db-sessions"), "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for _ in range(2)
+    ]
+    results = [(command.wait(timeout=120), command.stderr.read().decode()) for command in commands]
+    assert [code for code, _ in results] == [0, 0], results
+    assert LocalServer(project_dir).running_port() is not None
