@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -37,6 +36,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import boto3
+
+from dbtool.cluster import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPT = str(REPO / "bin" / "rds-update-sg-rule")
@@ -51,7 +52,7 @@ def main() -> None:
     args = parser.parse_args()
     if not args.aws:
         sys.exit("error: the AWS CLI is not installed (pip install awscli into any venv, then pass --aws PATH)")
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,
@@ -159,12 +160,6 @@ def _environment(endpoint: str) -> dict[str, str]:
         "AWS_PAGER": "",
         "GITHUB_USER": "bench",
     }
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _wait_for(endpoint: str) -> None:

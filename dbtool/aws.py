@@ -48,22 +48,18 @@ def session(config: Config) -> Any:
     """A botocore session honouring ``.env`` as well as the environment (botocore reads only the latter)."""
     import botocore.session
 
-    def value(name: str) -> str | None:
-        setting = config.get(name)
-        return setting.value if setting else None
-
     with aws_errors():
-        aws = botocore.session.Session(profile=value("AWS_PROFILE"))
-        region = next((found for name in REGION_VARIABLES if (found := value(name))), None)
+        aws = botocore.session.Session(profile=config.value("AWS_PROFILE"))
+        region = next((found for name in REGION_VARIABLES if (found := config.value(name))), None)
         if region is not None:
             aws.set_config_variable("region", region)
-        key, secret = value("AWS_ACCESS_KEY_ID"), value("AWS_SECRET_ACCESS_KEY")
+        key, secret = config.value("AWS_ACCESS_KEY_ID"), config.value("AWS_SECRET_ACCESS_KEY")
         if key and secret:
-            aws.set_credentials(key, secret, value("AWS_SESSION_TOKEN"))
+            aws.set_credentials(key, secret, config.value("AWS_SESSION_TOKEN"))
         return aws
 
 
-def client(config: Config, service: str, *, region: str | None = None) -> Any:
+def client(config: Config, service: str, *, region: str | None = None, aws_session: Any = None) -> Any:
     """A client for ``service``; an ``AWS_ENDPOINT_URL`` in ``.env`` is honoured like one in the environment."""
     from botocore.config import Config as BotoConfig
 
@@ -77,7 +73,7 @@ def client(config: Config, service: str, *, region: str | None = None) -> Any:
     if region is not None:
         options["region_name"] = region
     with aws_errors():
-        return session(config).create_client(service, **options)
+        return (aws_session or session(config)).create_client(service, **options)
 
 
 def client_in_background(config: Config, service: str) -> Callable[[], Any]:

@@ -353,8 +353,8 @@ def _update_sg_rule(
     ec2 = client_in_background(config, "ec2")  # while the IP is found
 
     def setting(name: str) -> str | None:
-        found = config.get(name)
-        return found.value.strip() if found else None
+        found = config.value(name)
+        return found.strip() if found else None
 
     cidr = ""
     if not revoke:

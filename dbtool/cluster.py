@@ -116,10 +116,10 @@ class Cluster:
     ) -> None:
         """initdb, then write settings, pg_hba.conf and extra files (such as SSL keys) into the datadir."""
         self.datadir.mkdir(parents=True, exist_ok=True)
-        self._chown(self.datadir)
+        self.chown(self.datadir)
         with tempfile.NamedTemporaryFile("w", delete=False, prefix="dbtool-pw-") as pwfile:
             pwfile.write(password + "\n")
-        self._chown(Path(pwfile.name))
+        self.chown(Path(pwfile.name))
         try:
             self._run(
                 str(self.bindir / "initdb"),
@@ -158,9 +158,10 @@ class Cluster:
         path = self.datadir / name
         path.write_text(content)
         path.chmod(mode)
-        self._chown(path)
+        self.chown(path)
 
-    def _chown(self, path: Path) -> None:
+    def chown(self, path: Path) -> None:
+        """Hand ``path`` to the server's user (when we are root and the server is not)."""
         if self.run_as is not None:
             entry = pwd.getpwnam(self.run_as)
             os.chown(path, entry.pw_uid, entry.pw_gid)

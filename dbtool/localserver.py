@@ -72,7 +72,12 @@ class LocalServer:
         return f"postgresql://{SUPERUSER}@127.0.0.1:{port}/{quote(dbname, safe='')}"
 
     def running_port(self) -> int | None:
-        """The port of the running server, or ``None``: from postmaster.pid, confirmed by a TCP probe."""
+        """The port of the running server, or ``None``."""
+        running = self._running()
+        return running[1] if running else None
+
+    def _running(self) -> tuple[int, int] | None:
+        """(pid, port) of the running server: from postmaster.pid, confirmed by a TCP probe."""
         try:
             lines = (self.datadir / "postmaster.pid").read_text().splitlines()
             pid, port = int(lines[0]), int(lines[3])
@@ -80,7 +85,7 @@ class LocalServer:
             return None
         if not _alive(pid) or not _accepts(port):
             return None
-        return port
+        return pid, port
 
     def ensure_running(self) -> tuple[int, bool]:
         """Start the server unless it runs; returns its port and whether it was started now."""
@@ -91,8 +96,6 @@ class LocalServer:
 
     def start(self) -> int:
         """initdb on first use, then start; returns the port. A running server is left alone."""
-        if (running := self.running_port()) is not None:
-            return running
         with self._lock():  # two commands at once: one starts the server, the other finds it running
             if (running := self.running_port()) is not None:
                 return running
@@ -111,7 +114,7 @@ class LocalServer:
         cluster = self._cluster(self._port())
         if not self.created:
             self._check_reachable(cluster)
-            cluster.init(SUPERUSER, "unused-trust-auth", settings=self._settings(), hba=TRUST_LOCAL)
+            cluster.init(SUPERUSER, "unused-trust-auth", settings=self._settings(cluster), hba=TRUST_LOCAL)
         for attempt in range(1, START_ATTEMPTS + 1):
             try:
                 cluster.start(options=f"-p {cluster.port}")
@@ -143,12 +146,9 @@ class LocalServer:
         return True
 
     def status(self) -> Status:
-        port = self.running_port()
-        pid = None
-        if port is not None:
-            pid = int((self.datadir / "postmaster.pid").read_text().split("\n", 1)[0])
+        pid, port = self._running() or (None, self._remembered_port())
         version = (self.datadir / "PG_VERSION").read_text().strip() if self.created else None
-        return Status(self.created, port is not None, port or self._remembered_port(), pid, self.state, version)
+        return Status(self.created, pid is not None, port, pid, self.state, version)
 
     def _cluster(self, port: int) -> Cluster:
         try:
@@ -172,13 +172,13 @@ class LocalServer:
             self.port_file.write_text(f"{port}\n")
         return port
 
-    def _settings(self) -> dict[str, str | int]:
+    def _settings(self, cluster: Cluster) -> dict[str, str | int]:
         run = self.state / "run"
         sockets = ""
         if len(str(run)) + len("/.s.PGSQL.65535") <= SOCKET_PATH_LIMIT:
             run.mkdir(parents=True, exist_ok=True)
             run.chmod(0o700)
-            _give_to_server_user(run)
+            cluster.chown(run)
             sockets = str(run)
         return {"unix_socket_directories": sockets, "listen_addresses": "127.0.0.1", "logging_collector": "off"}
 
@@ -187,7 +187,7 @@ class LocalServer:
         self.state.mkdir(parents=True, exist_ok=True)
         if cluster.run_as is None:
             return
-        _give_to_server_user(self.state)
+        cluster.chown(self.state)
         writable = ["/bin/sh", "-c", 'test -w "$1"', "sh", str(self.state)]  # absolute: PATH may be anything
         probe = subprocess.run(writable, user=cluster.run_as, check=False, cwd="/")
         if probe.returncode != 0:
@@ -195,12 +195,6 @@ class LocalServer:
                 f"the {cluster.run_as} user (PostgreSQL refuses to run as root) cannot write to {self.state}",
                 "make every parent directory searchable (chmod o+x), or set CONNECTION_URL to another server",
             )
-
-
-def _give_to_server_user(path: Path) -> None:
-    user = service_user()
-    if user is not None:
-        shutil.chown(path, user)
 
 
 def _alive(pid: int) -> bool:

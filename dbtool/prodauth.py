@@ -78,16 +78,16 @@ def apply_credentials(params: dict[str, str], sources: dict[str, str], config: C
 def apply_tls(params: dict[str, str], sources: dict[str, str], config: Config) -> None:
     """Point libpq at the RDS CA bundle, and refuse to verify against no bundle at all."""
     bundle = config.get(ROOTCERT_VARIABLE)
+    environment_mode = config.value("PGSSLMODE")
     if bundle is not None and "sslrootcert" not in params:
         path = Path(bundle.value).expanduser()
         path = path if path.is_absolute() else config.root / path
         params["sslrootcert"] = str(path)
         sources["sslrootcert"] = f"{ROOTCERT_VARIABLE} from {bundle.source}"
-        if "sslmode" not in params and config.get("PGSSLMODE") is None:
+        if "sslmode" not in params and environment_mode is None:
             params["sslmode"] = "verify-full"  # a bundle is given to be used
             sources["sslmode"] = f"verify-full because {ROOTCERT_VARIABLE} is set"
-    mode_setting = config.get("PGSSLMODE")
-    mode = params.get("sslmode") or (mode_setting.value if mode_setting else "")
+    mode = params.get("sslmode") or environment_mode or ""
     rootcert = params.get("sslrootcert") or os.environ.get("PGSSLROOTCERT")
     if rootcert and rootcert != "system" and not Path(rootcert).is_file():
         raise DbtoolError(f"the CA bundle {rootcert} does not exist", BUNDLE_HINT)
@@ -140,8 +140,8 @@ def _apply_instance(
     """Host, port and database of the RDS instance the secret belongs to (RDS-managed secrets hold none)."""
     from dbtool.aws import aws_errors, client
 
-    setting = config.get(INSTANCE_VARIABLE)
-    identifier = setting.value.strip() if setting else secret.get("dbInstanceIdentifier")
+    setting = config.value(INSTANCE_VARIABLE)
+    identifier = setting.strip() if setting else secret.get("dbInstanceIdentifier")
     rds = client(config, "rds")
     with aws_errors(
         actions=INSTANCE_ACTIONS,
@@ -194,10 +194,11 @@ def _iam_tokens(params: dict[str, str], sources: dict[str, str], config: Config)
         sources["sslmode"] = f"required by {IAM_VARIABLE}"
     if params.pop("password", None) is not None:
         sources["ignored"] = "the URL's password (an IAM token is used instead)"
-    rds = client(config, "rds", region=_region_of(host))
+    aws = session(config)
     with aws_errors():
-        if session(config).get_credentials() is None:
+        if aws.get_credentials() is None:
             raise AwsError(f"no AWS credentials found to make an RDS IAM token ({IAM_VARIABLE}=1)")
+    rds = client(config, "rds", region=_region_of(host), aws_session=aws)
     sources["password"] = f"RDS IAM token, new for each connection ({IAM_VARIABLE})"
     port = int(params.get("port") or 5432)
     return IamTokens(rds, host, port, user, rds.meta.region_name)

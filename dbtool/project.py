@@ -29,9 +29,14 @@ def find_root(start: Path | None = None, environ: Mapping[str, str] | None = Non
         return Path(environ[ROOT_VARIABLE]).resolve()
     here = (start or Path.cwd()).resolve()
     for candidate in (here, *here.parents):
-        if any((candidate / marker).exists() for marker in ROOT_MARKERS):
+        if is_project(candidate):
             return candidate
     return here
+
+
+def is_project(directory: Path) -> bool:
+    """Whether ``directory`` holds one of the project markers."""
+    return any((directory / marker).exists() for marker in ROOT_MARKERS)
 
 
 @dataclass(frozen=True)
@@ -58,6 +63,11 @@ class Config:
         if self._dotenv.get(name):
             return Setting(self._dotenv[name], f"{self.env_file}")
         return None
+
+    def value(self, name: str) -> str | None:
+        """Just the value of :meth:`get`, for callers that do not report where it came from."""
+        setting = self.get(name)
+        return setting.value if setting else None
 
 
 def _read_dotenv(path: Path) -> dict[str, str]:

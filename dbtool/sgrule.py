@@ -71,12 +71,10 @@ ACTIONS = ("created", "modified", "unchanged", "already-allowed", "revoked", "ab
 
 def update_rule(ec2: Any, request: RuleRequest, *, dry_run: bool = False) -> Outcome:
     """Make the owner's rule allow ``request.cidr`` on ``request.port``, changing as little as possible."""
-    rule = _find_rule(ec2, request)
-    group_id = rule["GroupId"] if rule else request.group_id
-    assert group_id is not None  # _find_rule checks that there is a group to create the rule in
+    rule, base = _locate(ec2, request, dry_run)
+    group_id = base["group_id"]
     # A stored rule id that no longer exists was replaced; the caller tells the user which id to keep.
     stale = request.rule_id if request.rule_id and (rule or {}).get("SecurityGroupRuleId") != request.rule_id else None
-    base = {"group_id": group_id, "port": request.port, "owner": request.owner, "dry_run": dry_run}
     base |= {"cidr": request.cidr, "replaced_rule_id": stale}
     if rule is not None and _allows(rule, request):
         return Outcome("unchanged", rule_id=rule["SecurityGroupRuleId"], **base)
@@ -94,10 +92,8 @@ def update_rule(ec2: Any, request: RuleRequest, *, dry_run: bool = False) -> Out
 
 def revoke_rule(ec2: Any, request: RuleRequest, *, dry_run: bool = False) -> Outcome:
     """Remove the owner's rule (or the stored rule id); no rule is not an error."""
-    rule = _find_rule(ec2, request)
-    group_id = rule["GroupId"] if rule else request.group_id
-    assert group_id is not None
-    base = {"group_id": group_id, "port": request.port, "owner": request.owner, "dry_run": dry_run}
+    rule, base = _locate(ec2, request, dry_run)
+    group_id = base["group_id"]
     if rule is None:
         return Outcome("absent", rule_id=request.rule_id, cidr=None, **base)
     rule_id = rule["SecurityGroupRuleId"]
@@ -109,6 +105,14 @@ def description(owner: str, workspace: str, when: str) -> str:
     """``dbtool <owner> <workspace> <UTC time>`` in the characters EC2 allows, at most 255 of them."""
     text = f"dbtool {owner} {workspace} {when}"
     return "".join(char if char in DESCRIPTION_CHARS else "_" for char in text)[:255]
+
+
+def _locate(ec2: Any, request: RuleRequest, dry_run: bool) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    """The rule to work on (or ``None``) and the Outcome fields every action shares."""
+    rule = _find_rule(ec2, request)
+    group_id = rule["GroupId"] if rule else request.group_id
+    assert group_id is not None  # _find_rule checks that there is a group to create the rule in
+    return rule, {"group_id": group_id, "port": request.port, "owner": request.owner, "dry_run": dry_run}
 
 
 def _find_rule(ec2: Any, request: RuleRequest) -> dict[str, Any] | None:
@@ -262,8 +266,8 @@ def default_owner(config: Config) -> str:
     import getpass
 
     for name in OWNER_VARIABLES:
-        if (setting := config.get(name)) is not None:
-            return setting.value.strip()
+        if (value := config.value(name)) is not None:
+            return value.strip()
     return getpass.getuser()
 
 
@@ -276,12 +280,12 @@ def workspace_name(environ: Mapping[str, str]) -> str:
 
 def database_port(config: Config) -> int:
     """The port of ``PROD_CONNECTION_URL`` (the first, if it lists several), else 5432."""
-    setting = config.get("PROD_CONNECTION_URL")
-    if setting is None:
+    url = config.value("PROD_CONNECTION_URL")
+    if url is None:
         return DEFAULT_PORT
     from dbtool.targets import parse_url
 
-    port = parse_url(setting.value, "PROD_CONNECTION_URL").get("port", "")
+    port = parse_url(url, "PROD_CONNECTION_URL").get("port", "")
     return int(port.split(",")[0]) if port else DEFAULT_PORT
 
 

@@ -145,12 +145,12 @@ def resolve_target(
 def _embedded_allowed(config: Config) -> bool:
     """The embedded server stands in for CONNECTION_URL in a project (not any directory), unless turned off."""
     from dbtool.localserver import STATE_DIR, SWITCH_VARIABLE
-    from dbtool.project import ROOT_MARKERS
+    from dbtool.project import is_project
 
-    switch = config.get(SWITCH_VARIABLE)
-    if switch is not None and switch.value.strip().lower() in ("off", "0", "no", "false"):
+    switch = config.value(SWITCH_VARIABLE)
+    if switch is not None and switch.strip().lower() in ("off", "0", "no", "false"):
         return False
-    return any((config.root / marker).exists() for marker in (*ROOT_MARKERS, STATE_DIR))
+    return is_project(config.root) or (config.root / STATE_DIR).exists()
 
 
 def _embedded_url(config: Config, sources: dict[str, str]) -> str:
@@ -159,11 +159,10 @@ def _embedded_url(config: Config, sources: dict[str, str]) -> str:
 
     server = LocalServer(config.root)
     port, started = server.ensure_running()
-    database = config.get(DATABASE_VARIABLE)
     sources["url"] = f"the project's own server in {STATE_DIR}/ (CONNECTION_URL is not set)"
     if started:
         sources["started"] = f"started the project's PostgreSQL in {STATE_DIR}/ on port {port}"
-    return server.url(database.value if database else DEFAULT_DATABASE, port)
+    return server.url(config.value(DATABASE_VARIABLE) or DEFAULT_DATABASE, port)
 
 
 def parse_url(raw: str, variable: str) -> dict[str, str]:
@@ -207,7 +206,7 @@ def _apply_defaults(
     params.setdefault("application_name", APPLICATION_NAME)
     if "sslmode" in params:
         sources["sslmode"] = "url"
-    elif is_prod and config.get("PGSSLMODE") is None and not is_local_host(params):
+    elif is_prod and config.value("PGSSLMODE") is None and not is_local_host(params):
         # RDS accepts SSL; a production password should never cross the network in clear.
         params["sslmode"] = "require"
         sources["sslmode"] = "default for a remote production host"

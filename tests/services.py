@@ -6,6 +6,8 @@ import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from dbtool.cluster import free_port
+
 
 class IpService:
     """A plain-text "what is my IP" service whose answer (body and status) a test sets."""
@@ -55,7 +57,5 @@ class SilentPort:
 
 
 def closed_port_url() -> str:
-    """A URL on a port nothing listens on (bound then released)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return f"http://127.0.0.1:{probe.getsockname()[1]}/"
+    """A URL on a port nothing listens on."""
+    return f"http://127.0.0.1:{free_port()}/"

@@ -8,6 +8,7 @@ from urllib.parse import quote
 
 import pytest
 
+from dbtool.cluster import free_port
 from tests.conftest import PROD_PASSWORD
 from tests.helpers import dbtool, error_line
 
@@ -41,7 +42,7 @@ def test_malformed_url_mentions_percent_encoding(monkeypatch):
 
 
 def test_connection_refused_local(project, monkeypatch):
-    port = _closed_port()
+    port = free_port()
     monkeypatch.setenv("CONNECTION_URL", f"postgresql://postgres:{quote(SECRET, safe='')}@127.0.0.1:{port}/cruddur")
     run = dbtool("schema-load")
     assert run.code == 1
@@ -53,7 +54,7 @@ def test_connection_refused_local(project, monkeypatch):
 
 
 def test_connection_refused_prod_points_at_the_security_group(monkeypatch):
-    port = _closed_port()
+    port = free_port()
     monkeypatch.setenv("PROD_CONNECTION_URL", f"postgresql://root:{quote(SECRET, safe='')}@127.0.0.1:{port}/cruddur")
     run = dbtool("sessions", "prod")
     assert "security group" in error_line(run) and "./bin/rds-update-sg-rule" in run.err
@@ -136,9 +137,3 @@ def test_password_never_in_any_output_of_a_whole_session(prod):
     assert [run.code for run in runs] == [0, 0, 0, 0, 0]
     for run in runs:
         assert_no_secret(run, PROD_PASSWORD)
-
-
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
