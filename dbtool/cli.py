@@ -302,6 +302,29 @@ def wait(target: str, timeout: float) -> None:
     click.echo(f"{resolved.display} accepts connections (waited {seconds:.1f} s)")
 
 
+DOCTOR_LABELS = {"ok": ("ok", "green"), "fail": ("FAIL", "red"), "skip": ("skip", "yellow")}
+
+
+@cli.command()
+@click.argument("target", type=click.Choice(TARGET_NAMES), default="local", required=False)
+def doctor(target: str) -> None:
+    """Check each step of connecting, and say which one fails and why.  Example: dbtool doctor prod"""
+    from dbtool.doctor import diagnose
+
+    connect_timeout = click.get_current_context().find_root().obj["connect_timeout"]
+    failed = []
+    for check in diagnose(target, connect_timeout=connect_timeout):
+        label, colour = DOCTOR_LABELS[check.status]
+        hint = f" ({check.hint})" if check.hint else ""
+        click.echo(f"{click.style(f'{label:<4}', fg=colour, bold=check.failed)}  {check.step:<14} {check.detail}{hint}")
+        if check.failed:
+            failed.append(check.step)
+    if failed:
+        click.echo(f"{len(failed)} failed: {', '.join(failed)}")
+        sys.exit(1)
+    click.echo("all checks passed")
+
+
 @cli.command("update-sg-rule")
 @click.option("--ip", default=None, help="Address to allow (default: $GITPOD_IP, else detected over HTTPS).")
 @click.option("--group-id", default=None, metavar="SG_ID", help="The RDS security group (default: $DB_SG_ID).")

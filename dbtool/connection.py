@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from dbtool.errors import AuthenticationFailed, ConnectionFailed, DatabaseMissing, DbtoolError
+from dbtool.errors import AuthenticationFailed, ConnectionFailed, DatabaseMissing, DbtoolError, SslFailed
 from dbtool.prodauth import SECRET_SOURCE
 from dbtool.targets import MAINTENANCE_DATABASES, TARGET_VARIABLES, Target
 
@@ -58,13 +58,13 @@ def connection_error(error: Exception, target: Target, dbname: str) -> DbtoolErr
     if "authentication failed for user" in lowered or "no password supplied" in lowered:
         return AuthenticationFailed(f"authentication failed for {where}", _credentials_hint(target))
     if "certificate verify failed" in lowered or "does not match host name" in lowered:
-        return ConnectionFailed(
+        return SslFailed(
             f"the server certificate of {where} could not be verified: {reason}",
             "the CA bundle (PROD_DB_SSLROOTCERT or sslrootcert) must be the one that signed it; for RDS: "
             "global-bundle.pem, and the host must be the RDS endpoint name",
         )
     if "server does not support ssl" in lowered:
-        return ConnectionFailed(f"{where} does not accept SSL", "add sslmode=disable to the URL if that is intended")
+        return SslFailed(f"{where} does not accept SSL", "add sslmode=disable to the URL if that is intended")
     if "no pg_hba.conf entry" in lowered:
         return AuthenticationFailed(
             f"{where} refused this client: {reason}", "the server's pg_hba.conf does not allow it"

@@ -37,6 +37,10 @@ class AuthenticationFailed(ConnectionFailed):
     """The server was reached but rejected the credentials."""
 
 
+class SslFailed(ConnectionFailed):
+    """The TLS handshake failed: the server offers no SSL, or its certificate could not be verified."""
+
+
 class DatabaseMissing(ConnectionFailed):
     """The server was reached but the target database does not exist."""
 

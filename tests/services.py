@@ -1,4 +1,4 @@
-"""Small real servers on 127.0.0.1 that stand in for the internet: an IP-echo service and a silent port."""
+"""Small real servers on 127.0.0.1 that stand in for the internet: an IP-echo service, a silent port, a blackhole."""
 
 from __future__ import annotations
 
@@ -53,6 +53,48 @@ class SilentPort:
         self.url = f"http://127.0.0.1:{self._socket.getsockname()[1]}/"
 
     def close(self) -> None:
+        self._socket.close()
+
+
+class BannerPort:
+    """A service that greets every connection first, as SSH or MySQL do: open, but not PostgreSQL."""
+
+    def __init__(self, banner: bytes = b"SSH-2.0-OpenSSH_9.6\r\n") -> None:
+        self._socket = socket.socket()
+        self._socket.bind(("127.0.0.1", 0))
+        self._socket.listen(16)
+        self.port = self._socket.getsockname()[1]
+        threading.Thread(target=self._serve, args=(banner,), daemon=True).start()
+
+    def _serve(self, banner: bytes) -> None:
+        while True:
+            try:
+                conn, _ = self._socket.accept()
+            except OSError:
+                return  # closed
+            with conn:
+                conn.sendall(banner)
+
+    def close(self) -> None:
+        self._socket.close()
+
+
+class BlackholePort:
+    """A port where new TCP connections hang unanswered, as behind a security group that drops packets.
+
+    Its listen queue holds one connection, which this class fills itself; Linux then drops further
+    SYNs, so a client's connect() times out instead of being refused, all on loopback.
+    """
+
+    def __init__(self) -> None:
+        self._socket = socket.socket()
+        self._socket.bind(("127.0.0.1", 0))
+        self._socket.listen(0)
+        self.port = self._socket.getsockname()[1]
+        self._filler = socket.create_connection(("127.0.0.1", self.port), timeout=5)
+
+    def close(self) -> None:
+        self._filler.close()
         self._socket.close()
 
 

@@ -18,6 +18,7 @@ SCRIPTS = [
     "db-setup",
     "db-connect",
     "db-sessions",
+    "db-doctor",
     "rds-update-sg-rule",
     "dbtool",
     "_dbtool",

@@ -88,6 +88,35 @@ def test_only_local_connections_and_a_socket_in_the_project(project_dir):
     assert rules == [("local", None, "trust"), ("host", "127.0.0.1", "trust")]
 
 
+def test_doctor_starts_it_and_checks_it_over_tcp_and_its_socket(project_dir, monkeypatch):
+    from tests.test_doctor import report
+
+    run = script("db-doctor")
+    steps = report(run)
+    port = int((project_dir / ".dbtool" / "port").read_text())
+    assert steps["configuration"] == (
+        "ok",
+        f"postgres@127.0.0.1:{port}/cruddur (the project's own server in .dbtool/ (CONNECTION_URL is not set)); "
+        f"started the project's PostgreSQL in .dbtool/ on port {port}",
+    )
+    assert steps["authentication"][1] == (
+        "logged in as postgres with no password in the configuration "
+        "(the server trusts this client, or ~/.pgpass has it)"
+    )
+    assert steps["database"][0] == "FAIL"  # started, never set up: the hint says what to run
+    assert run.code == 1
+    assert script("db-create").code == 0
+    run_dir = project_dir / ".dbtool" / "run"
+    monkeypatch.setenv("CONNECTION_URL", f"postgresql://postgres@/cruddur?host={run_dir}&port={port}")
+    run = script("db-doctor")
+    steps = report(run)
+    socket_path = f"{run_dir}/.s.PGSQL.{port}"
+    assert steps["dns"] == ("skip", f"Unix socket {socket_path}, no lookup")
+    assert steps["tcp"][0] == "ok" and steps["tcp"][1].startswith(f"{socket_path} PostgreSQL answers (")
+    assert steps["ssl"] == ("skip", "not used over a Unix socket")
+    assert run.code == 0, run.out
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="checks the root case; the other case is every other test here")
 def test_as_root_the_files_belong_to_the_server_user(project_dir):
     LocalServer(project_dir).start()

@@ -12,7 +12,19 @@ from dbtool import queries
 from dbtool.cli import cli
 from tests.helpers import REPO, dbtool
 
-COMMANDS = ["create", "drop", "schema-load", "seed", "setup", "connect", "sessions", "update-sg-rule", "local", "wait"]
+COMMANDS = [
+    "create",
+    "drop",
+    "schema-load",
+    "seed",
+    "setup",
+    "connect",
+    "sessions",
+    "update-sg-rule",
+    "local",
+    "wait",
+    "doctor",
+]
 
 
 def test_help_does_not_import_heavy_modules():
