@@ -137,8 +137,8 @@ def effective_params(target: Target) -> dict[str, str]:
 
 def _configuration(target: Target) -> str:
     sources = target.sources
-    where = sources.get("url") or f"{TARGET_VARIABLES[target.name]} not set; from {sources.get('host', 'AWS')}"
-    parts = [f"{'PRODUCTION ' if target.is_prod else ''}{target.display} ({where})"]
+    where = sources.get("url") or f"{sources.get('host', 'AWS')} ({TARGET_VARIABLES[target.name]} is not set)"
+    parts = [f"{'PRODUCTION ' if target.is_prod else ''}{target.display} via {where}"]
     if "password" in sources:
         parts.append(f"credentials: {sources['password']}")
     if "started" in sources:

@@ -43,7 +43,10 @@ def test_a_healthy_local_server_passes_every_step(local):
     run = dbtool("doctor")
     steps = report(run)
     port = local.cluster.port
-    assert steps["configuration"] == ("ok", f"{LOCAL_USER}@127.0.0.1:{port}/{DBNAME} (CONNECTION_URL from environment)")
+    assert steps["configuration"] == (
+        "ok",
+        f"{LOCAL_USER}@127.0.0.1:{port}/{DBNAME} via CONNECTION_URL from environment",
+    )
     assert steps["dns"] == ("ok", "127.0.0.1 is an address, no lookup")
     assert re.fullmatch(rf"127\.0\.0\.1:{port} accepts TCP, PostgreSQL answers \(\d+ ms\)", steps["tcp"][1])
     assert steps["ssl"] == ("ok", "not encrypted (sslmode=prefer, the server offers no SSL)")
@@ -254,8 +257,11 @@ def test_credentials_from_secrets_manager_are_named_not_shown(prod, aws, monkeyp
     store_secret(aws, console_secret(prod))
     run = script("db-doctor", "prod")
     steps = report(run)
-    assert steps["configuration"][0] == "ok"
-    assert f"credentials: Secrets Manager secret {SECRET_ID}" in steps["configuration"][1]
+    assert steps["configuration"] == (
+        "ok",
+        f"PRODUCTION {PROD_USER}@127.0.0.1:{prod.cluster.port}/{DBNAME} via Secrets Manager secret {SECRET_ID} "
+        f"(PROD_CONNECTION_URL is not set); credentials: Secrets Manager secret {SECRET_ID}",
+    )
     assert steps["authentication"] == ("ok", f"logged in as {PROD_USER} with Secrets Manager secret {SECRET_ID}")
     assert run.code == 0, run.out
     never_shows(run, PROD_PASSWORD)

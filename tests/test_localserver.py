@@ -6,7 +6,9 @@ tests run as root in CI), and every server a test starts is destroyed afterwards
 
 from __future__ import annotations
 
+import json
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -96,7 +98,7 @@ def test_doctor_starts_it_and_checks_it_over_tcp_and_its_socket(project_dir, mon
     port = int((project_dir / ".dbtool" / "port").read_text())
     assert steps["configuration"] == (
         "ok",
-        f"postgres@127.0.0.1:{port}/cruddur (the project's own server in .dbtool/ (CONNECTION_URL is not set)); "
+        f"postgres@127.0.0.1:{port}/cruddur via the project's own server in .dbtool/ (CONNECTION_URL is not set); "
         f"started the project's PostgreSQL in .dbtool/ on port {port}",
     )
     assert steps["authentication"][1] == (
@@ -115,6 +117,62 @@ def test_doctor_starts_it_and_checks_it_over_tcp_and_its_socket(project_dir, mon
     assert steps["tcp"][0] == "ok" and steps["tcp"][1].startswith(f"{socket_path} PostgreSQL answers (")
     assert steps["ssl"] == ("skip", "not used over a Unix socket")
     assert run.code == 0, run.out
+
+
+def _as_user(user: pwd.struct_passwd, commands: list[list[str]]) -> list[tuple[int, str]]:
+    """Run dbtool commands in a forked child that has dropped root for ``user``: (exit code, output) each.
+
+    A fork, not a new interpreter, because this interpreter may live where that user cannot read
+    (under /root): the caller must first have run the same commands once, so that the child
+    imports nothing.
+    """
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        try:
+            os.setgroups([])
+            os.setgid(user.pw_gid)
+            os.setuid(user.pw_uid)
+            outcome = [(run.code, run.all) for run in (dbtool(*args) for args in commands)]
+        except BaseException as error:
+            outcome = [(-1, f"{type(error).__name__}: {error}")]
+        os.write(write, json.dumps(outcome).encode())
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        data = pipe.read()
+    os.waitpid(pid, 0)
+    return [tuple(item) for item in json.loads(data)]
+
+
+LIFECYCLE = [["local", "start"], ["local", "status"], ["local", "stop"], ["local", "status"], ["create"]]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="as any other user, every other test here is this case")
+def test_as_an_unprivileged_user_the_server_runs_as_that_user(projects, monkeypatch):
+    """The code path of a developer's own account (no user switch, no chown), exercised from a root CI."""
+    warm_up, project_dir = projects[1], projects[0]
+    monkeypatch.setenv("DBTOOL_PROJECT_ROOT", str(warm_up))
+    for args in [*LIFECYCLE, ["local", "destroy", "--yes"]]:  # as root, in another project: imports it all
+        assert dbtool(*args).code in (0, 3), args
+    monkeypatch.setenv("DBTOOL_PROJECT_ROOT", str(project_dir))
+    user = pwd.getpwnam(service_user())
+    for path in (project_dir, *project_dir.rglob("*")):
+        os.chown(path, user.pw_uid, user.pw_gid)
+    outcome = _as_user(user, [*LIFECYCLE, ["local", "status"]])
+    assert [code for code, _ in outcome] == [0, 0, 0, 3, 0, 0], outcome
+    port = int((project_dir / ".dbtool" / "port").read_text())
+    assert outcome[0][1].strip() == f"export CONNECTION_URL='postgresql://postgres@127.0.0.1:{port}/cruddur'"
+    assert outcome[1][1].startswith(f"running on 127.0.0.1:{port} (pid ")
+    assert outcome[3][1].startswith(f"stopped (port {port}")
+    assert "created database cruddur" in outcome[4][1]  # auto-started again, on the remembered port
+    assert outcome[5][1].startswith(f"running on 127.0.0.1:{port} (pid ")
+    pid = int((project_dir / ".dbtool" / "data" / "postmaster.pid").read_text().split()[0])
+    assert os.stat(f"/proc/{pid}").st_uid == user.pw_uid
+    assert {path.stat().st_uid for path in (project_dir / ".dbtool").rglob("*")} == {user.pw_uid}
+    (destroyed,) = _as_user(user, [["local", "destroy", "--yes"]])
+    assert destroyed == (0, f"destroyed {project_dir / '.dbtool'}\n")
+    assert not (project_dir / ".dbtool").exists()
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="checks the root case; the other case is every other test here")
