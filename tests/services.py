@@ -50,7 +50,8 @@ class SilentPort:
         self._socket = socket.socket()
         self._socket.bind(("127.0.0.1", 0))
         self._socket.listen(16)
-        self.url = f"http://127.0.0.1:{self._socket.getsockname()[1]}/"
+        self.port = self._socket.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}/"
 
     def close(self) -> None:
         self._socket.close()

@@ -114,42 +114,27 @@ def test_a_prod_timeout_points_at_the_security_group(project, blackhole, monkeyp
     assert 1.5 < elapsed < 10
 
 
-def test_a_local_timeout_does_not_blame_a_security_group(project, blackhole, monkeypatch):
-    monkeypatch.setenv("CONNECTION_URL", f"postgresql://{LOCAL_USER}@127.0.0.1:{blackhole.port}/{DBNAME}")
-    steps = report(dbtool("--connect-timeout", "2", "doctor"))
-    assert steps["tcp"] == (
-        "FAIL",
-        f"no answer from 127.0.0.1:{blackhole.port} within 2 s (a firewall drops the packets, or the host is down)",
-    )
+NOT_POSTGRES = "(is this the PostgreSQL port? something else listens there; check the port)"
 
 
-def test_a_port_that_accepts_but_never_speaks(project, monkeypatch):
-    silent = SilentPort()
+@pytest.mark.parametrize(
+    ("service", "expected"),
+    [
+        (BlackholePort, "no answer from {where} within 2 s (a firewall drops the packets, or the host is down)"),
+        (SilentPort, "{where} accepted the connection but did not answer like PostgreSQL within 2 s " + NOT_POSTGRES),
+        (BannerPort, "{where} answered, but not like PostgreSQL " + NOT_POSTGRES),  # its greeting starts with "S"
+    ],
+    ids=["dropped", "silent", "ssh"],
+)
+def test_a_local_port_without_a_working_postgresql(project, monkeypatch, service, expected):
+    port = service()
     try:
-        port = silent.url.rsplit(":", 1)[1].strip("/")
-        monkeypatch.setenv("CONNECTION_URL", f"postgresql://{LOCAL_USER}@127.0.0.1:{port}/{DBNAME}")
-        steps = report(dbtool("--connect-timeout", "2", "doctor"))
+        monkeypatch.setenv("CONNECTION_URL", f"postgresql://{LOCAL_USER}@127.0.0.1:{port.port}/{DBNAME}")
+        run = dbtool("--connect-timeout", "2", "doctor")
     finally:
-        silent.close()
-    assert steps["tcp"] == (
-        "FAIL",
-        f"127.0.0.1:{port} accepted the connection but did not answer like PostgreSQL within 2 s "
-        "(is this the PostgreSQL port? something else listens there; check the port)",
-    )
-
-
-def test_a_port_where_another_service_answers(project, monkeypatch):
-    ssh = BannerPort()
-    try:
-        monkeypatch.setenv("CONNECTION_URL", f"postgresql://{LOCAL_USER}@127.0.0.1:{ssh.port}/{DBNAME}")
-        steps = report(dbtool("doctor"))
-    finally:
-        ssh.close()
-    assert steps["tcp"] == (
-        "FAIL",
-        f"127.0.0.1:{ssh.port} answered, but not like PostgreSQL "
-        "(is this the PostgreSQL port? something else listens there; check the port)",
-    )
+        port.close()
+    assert report(run)["tcp"] == ("FAIL", expected.format(where=f"127.0.0.1:{port.port}"))
+    assert run.code == 1
 
 
 def test_a_wrong_password_fails_authentication_only(local, monkeypatch):
