@@ -45,11 +45,13 @@ LIMIT 20
 SHOW = "SELECT handle, display_name FROM public.users WHERE handle = %(handle)s"
 COUNT = "SELECT count(*) FROM public.activities WHERE user_uuid = (SELECT uuid FROM users WHERE handle = %(handle)s)"
 LIKE = "UPDATE public.activities SET likes_count = likes_count + 1 WHERE uuid = %(uuid)s RETURNING likes_count"
-MORE = """
+MORE_USERS = """
 INSERT INTO public.users (display_name, handle, email, cognito_user_id)
-SELECT 'User ' || i, 'user' || i, 'user' || i || '@example.com', 'MOCK' FROM generate_series(1, %(users)s) AS i;
+SELECT 'User ' || i, 'user' || i, 'user' || i || '@example.com', 'MOCK' FROM generate_series(1, %(users)s) AS i
+"""
+MORE_ACTIVITIES = """
 INSERT INTO public.activities (user_uuid, message, expires_at)
-SELECT uuid, 'message ' || n, now() + interval '10 days' FROM public.users, generate_series(1, 10) AS n;
+SELECT uuid, 'message ' || n, now() + interval '10 days' FROM public.users, generate_series(1, 10) AS n
 """
 
 
@@ -119,7 +121,8 @@ def main() -> None:
         with psycopg.connect(url) as conn:
             conn.execute((REPO / "db" / "schema.sql").read_text())
             conn.execute((REPO / "db" / "seed.sql").read_text())
-            conn.execute(MORE, {"users": args.users})
+            conn.execute(MORE_USERS, {"users": args.users})
+            conn.execute(MORE_ACTIVITIES)
             activity = conn.execute("SELECT uuid FROM activities LIMIT 1").fetchone()[0]
         old = OldDb(url)
         old.pool.wait()
