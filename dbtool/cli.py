@@ -397,6 +397,129 @@ def _update_sg_rule(
     return change(ec2(), request, dry_run=dry_run)
 
 
+class DefaultGroup(click.Group):
+    """A group that runs ``default`` when its first argument is not one of its commands (``migrate prod``)."""
+
+    def __init__(self, *args: Any, default: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.default = default
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if not args or (args[0] not in self.commands and args[0] not in ctx.help_option_names):
+            args = [self.default, *args]
+        return super().parse_args(ctx, args)
+
+
+_target_argument = click.argument("target", type=click.Choice(TARGET_NAMES), default="local", required=False)
+_yes = click.option("--yes", "-y", is_flag=True, help="Do not ask before writing to prod.")
+_lock_timeout = click.option(
+    "--lock-timeout",
+    type=click.FloatRange(min=0),
+    default=60,
+    show_default=True,
+    metavar="SECONDS",
+    help="How long to wait for another migrate or rollback on the same database.",
+)
+
+
+@cli.group(cls=DefaultGroup, default="up")
+def migrate() -> None:
+    """Versioned migrations in db/migrations (dbmate's format).  Example: dbtool migrate prod
+
+    'dbtool migrate [TARGET]' applies pending migrations (the 'up' command).
+    """
+
+
+def _migrations(target: Any, lock_timeout: float = 60) -> Any:
+    from dbtool.migrations import Migrations
+
+    return Migrations(target, lock_timeout=lock_timeout, report=lambda message: click.echo(message, err=True))
+
+
+def _confirm_listed(target: Any, yes: bool, verb: str, names: list[str]) -> None:
+    """On prod, show what will change, then ask (or take --yes, or refuse without a terminal)."""
+    if target.is_prod and not yes:
+        for name in names:
+            click.echo(f"  {verb} {name}", err=True)
+    confirm_production(target, yes)
+
+
+@migrate.command("up")
+@_target_argument
+@_yes
+@_lock_timeout
+@click.option("--allow-changed", is_flag=True, help="Go on when an applied migration's file has changed.")
+@click.option("--strict", is_flag=True, help="Refuse a pending migration older than the newest applied one.")
+def migrate_up(target: str, yes: bool, lock_timeout: float, allow_changed: bool, strict: bool) -> None:
+    """Apply pending migrations in version order, each in its own transaction.  Example: dbtool migrate up prod"""
+    resolved = _resolve(target)
+    migrations = _migrations(resolved, lock_timeout)
+    planned = migrations.plan(allow_changed=allow_changed, strict=strict)
+    if not planned:
+        click.echo(f"nothing to migrate on {resolved.display}")
+        return
+    _confirm_listed(resolved, yes, "apply", [migration.display for migration in planned])
+    applied = migrations.migrate(allow_changed=allow_changed, strict=strict)
+    click.echo(f"applied {len(applied)} migration{'s' * (len(applied) != 1)} to {resolved.display}")
+
+
+@migrate.command("status")
+@_target_argument
+@click.option("--exit-code", is_flag=True, help="Exit 1 when a migration is pending.")
+def migrate_status(target: str, exit_code: bool) -> None:
+    """Applied, pending, changed and missing-file migrations.  Example: dbtool migrate status --exit-code"""
+    resolved = _resolve(target)
+    entries = _migrations(resolved).status()
+    for entry in entries:
+        when = f"{entry.applied_at:%Y-%m-%d %H:%M:%S}" if entry.applied_at else ""
+        detail = f"  {entry.detail}" if entry.detail else ""
+        click.echo(f"{entry.state:<13}{entry.version:<16}{entry.name:<32}{when}{detail}".rstrip())
+    counts = {state: sum(entry.state == state for entry in entries) for state in ("applied", "pending")}
+    others = [
+        f"{sum(e.state == s for e in entries)} {s}"
+        for s in ("changed", "missing-file")
+        if any(e.state == s for e in entries)
+    ]
+    click.echo(
+        ", ".join([f"{counts['applied']} applied", f"{counts['pending']} pending", *others]) + f" on {resolved.display}"
+    )
+    if exit_code and counts["pending"]:
+        sys.exit(1)
+
+
+@migrate.command("new")
+@click.argument("name")
+def migrate_new(name: str) -> None:
+    """Write an empty migration named <UTC timestamp>_NAME.sql.  Example: dbtool migrate new add_bio_to_users"""
+    from dbtool.migrationfiles import new_migration
+
+    root = _project_root()
+    click.echo(new_migration(root, name).relative_to(root))
+
+
+@cli.command()
+@_target_argument
+@click.option("--steps", type=click.IntRange(min=1), default=None, help="How many to undo (default 1).")
+@click.option(
+    "--to", "to_version", default=None, metavar="VERSION", help="Undo every migration after VERSION (0: all)."
+)
+@_yes
+@_lock_timeout
+def rollback(target: str, steps: int | None, to_version: str | None, yes: bool, lock_timeout: float) -> None:
+    """Undo the latest applied migrations, in reverse order of application.  Example: dbtool rollback --steps 2"""
+    if steps is not None and to_version is not None:
+        raise click.UsageError("use --steps or --to, not both")
+    resolved = _resolve(target)
+    migrations = _migrations(resolved, lock_timeout)
+    chosen = migrations.to_roll_back(steps=steps, to=to_version)
+    if not chosen:
+        click.echo(f"nothing to roll back on {resolved.display}")
+        return
+    _confirm_listed(resolved, yes, "roll back", [f"{row.version} {row.name or ''}".strip() for row in chosen])
+    undone = migrations.rollback(steps=steps, to=to_version)
+    click.echo(f"rolled back {len(undone)} migration{'s' * (len(undone) != 1)} on {resolved.display}")
+
+
 @cli.group()
 def local() -> None:
     """The project's own PostgreSQL in .dbtool/, used when CONNECTION_URL is not set."""

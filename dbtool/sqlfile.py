@@ -92,9 +92,31 @@ def load_file(
         with connect(target, autocommit=not transaction) as conn:
             if on_notice is not None:
                 conn.add_notice_handler(lambda diag: on_notice(f"{diag.severity.lower()}: {diag.message_primary}"))
-            loader = _Loader(conn, name, target.dbname, transaction, on_progress)
-            loader.load(scanner)
-    return LoadResult(name, loader.statements, scanner.bytes_read, time.perf_counter() - started)
+            statements = run_sql(conn, scanner, name, target.dbname, transaction=transaction, on_progress=on_progress)
+    return LoadResult(name, statements, scanner.bytes_read, time.perf_counter() - started)
+
+
+def run_sql(
+    conn: psycopg.Connection,
+    scanner: Scanner,
+    name: str,
+    dbname: str,
+    *,
+    transaction: bool,
+    commit: bool = True,
+    on_progress: ProgressCallback | None = None,
+    no_transaction_hint: str = NO_TRANSACTION_HINT,
+) -> int:
+    """Run the scanned statements on an open connection; the number run.
+
+    ``transaction`` needs a connection out of autocommit, and leaves the transaction open for the
+    caller when ``commit`` is off (a migration commits its own row with it).
+    """
+    loader = _Loader(
+        conn, name, dbname, transaction, on_progress, commit=commit, no_transaction_hint=no_transaction_hint
+    )
+    loader.load(scanner)
+    return loader.statements
 
 
 @contextlib.contextmanager
@@ -136,12 +158,16 @@ class _Loader:
         dbname: str,
         transaction: bool,
         on_progress: ProgressCallback | None,
+        *,
+        commit: bool = True,
+        no_transaction_hint: str = NO_TRANSACTION_HINT,
     ) -> None:
         self.conn, self.cursor = conn, conn.cursor()
-        self.name, self.dbname, self.transaction = name, dbname, transaction
+        self.name, self.dbname, self.transaction, self.commit = name, dbname, transaction, commit
         self.on_progress = on_progress
         self.statements = 0
         self.began_at: int | None = None  # without a transaction: line of the file's open BEGIN
+        self.no_transaction_hint = no_transaction_hint  # what to do about CREATE INDEX CONCURRENTLY & co
 
     def load(self, scanner: Scanner) -> None:
         try:
@@ -278,7 +304,8 @@ class _Loader:
 
     def _finish(self) -> None:
         if self.transaction:
-            self.conn.commit()
+            if self.commit:
+                self.conn.commit()
         elif self.began_at is not None:
             self.conn.rollback()
             raise SqlFileError(
@@ -292,7 +319,7 @@ class _Loader:
         if error.sqlstate == ACTIVE_SQL_TRANSACTION and _CREATE_DATABASE.match(run.sql, offset):
             hint = CREATE_DATABASE_HINT
         elif error.sqlstate == ACTIVE_SQL_TRANSACTION and self.transaction:
-            hint = NO_TRANSACTION_HINT
+            hint = self.no_transaction_hint
         return self._file_error(line, column, _message(error), hint)
 
     def _located(self, run: Run, message: str, hint: str) -> SqlFileError:

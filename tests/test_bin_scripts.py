@@ -19,6 +19,8 @@ SCRIPTS = [
     "db-connect",
     "db-sessions",
     "db-doctor",
+    "db-migrate",
+    "db-rollback",
     "rds-update-sg-rule",
     "dbtool",
     "_dbtool",

@@ -24,6 +24,8 @@ COMMANDS = [
     "local",
     "wait",
     "doctor",
+    "migrate",
+    "rollback",
 ]
 
 

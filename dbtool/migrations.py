@@ -1,0 +1,305 @@
+"""Apply and roll back migrations: never skipped, never half-applied, never two runs at once.
+
+* **State** is dbmate's ``schema_migrations (version varchar(128) primary key)`` plus ``applied_at``,
+  ``checksum`` and ``name`` columns that dbmate's own INSERT leaves to their defaults, so a database
+  can move between the tools. A migration and its row commit in one transaction.
+* **Order**: pending migrations apply by version (as numbers); rollback undoes in reverse order of
+  *application* (``applied_at``), not the highest version as dbmate does.
+* **One run at a time**: a session-level advisory lock, taken before the applied versions are read.
+  It is polled with ``pg_try_advisory_lock`` rather than waited on: a session blocked inside
+  ``pg_advisory_lock`` holds a snapshot, and the holder's ``CREATE INDEX CONCURRENTLY`` waits for
+  every such snapshot, which would deadlock the two.
+* **Trust**: an applied migration whose up section changed since stops ``migrate`` (both checksums
+  shown) unless allowed; a pending migration older than the newest applied one is applied with a
+  warning, or refused with ``strict``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from dbtool import queries
+from dbtool.errors import SqlFileError
+from dbtool.migrationfiles import DIRECTORY, Migration, MigrationError, Section, read_migrations
+from dbtool.targets import Target
+
+if TYPE_CHECKING:
+    import psycopg
+
+LOCK_KEY = int.from_bytes(hashlib.sha256(b"dbtool schema_migrations").digest()[:8], "big", signed=True)
+LOCK_POLL_SECONDS = 0.05
+DEFAULT_LOCK_TIMEOUT = 60.0
+OUTSIDE_TRANSACTION_HINT = (
+    "it cannot run inside a transaction: mark its section '-- migrate:up transaction:false', "
+    "whose statements run one by one, each committed"
+)
+
+Report = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Applied:
+    """A row of ``schema_migrations``; ``checksum`` and ``name`` are None for rows dbmate wrote."""
+
+    version: str
+    applied_at: datetime | None
+    checksum: str | None
+    name: str | None
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One line of ``migrate status``: ``applied``, ``pending``, ``changed`` or ``missing-file``."""
+
+    version: str
+    name: str
+    state: str
+    applied_at: datetime | None = None
+    detail: str = ""
+
+
+class Migrations:
+    """The migrations of one project against one target."""
+
+    def __init__(
+        self,
+        target: Target,
+        *,
+        directory: str = DIRECTORY,
+        lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+        report: Report | None = None,
+    ) -> None:
+        self.target = target
+        self.lock_timeout = lock_timeout
+        self.report = report or (lambda message: None)
+        self.files = read_migrations(target.root, directory)
+
+    # -- reading (no lock, no writes) -----------------------------------------------------------
+
+    def status(self) -> list[Entry]:
+        with self._connection() as conn:
+            applied = _read_applied(conn)
+        return entries(self.files, applied)
+
+    def plan(self, *, allow_changed: bool = False, strict: bool = False) -> list[Migration]:
+        """What ``migrate`` would apply, checked as it will check it (changed files, order); writes nothing."""
+        with self._connection() as conn:
+            applied = _read_applied(conn)
+        self._check_changed(applied, allow_changed, warn=False)
+        return self._pending_in_order(applied, strict, warn=False)
+
+    def to_roll_back(self, *, steps: int | None = None, to: str | None = None) -> list[Applied]:
+        with self._connection() as conn:
+            return _choose_rollback(_read_applied(conn), steps, to)
+
+    # -- writing (under the lock) -----------------------------------------------------------------
+
+    def migrate(self, *, allow_changed: bool = False, strict: bool = False) -> list[Migration]:
+        """Apply every pending migration in version order; the ones applied."""
+        done: list[Migration] = []
+        with self._connection() as conn, self._locked(conn):
+            _prepare_table(conn)
+            applied = _read_applied(conn)  # re-read under the lock: another run may have just finished
+            self._check_changed(applied, allow_changed)
+            pending = self._pending_in_order(applied, strict)
+            for migration in pending:
+                try:
+                    self._run(conn, migration.up, migration, record=True)
+                except SqlFileError as error:
+                    raise _after(error, done) from None
+                done.append(migration)
+                self.report(f"applied {migration.version} {migration.name}")
+        return done
+
+    def rollback(self, *, steps: int | None = None, to: str | None = None) -> list[Applied]:
+        """Undo applied migrations, latest applied first; the ones undone."""
+        done: list[Applied] = []
+        with self._connection() as conn, self._locked(conn):
+            _prepare_table(conn)
+            chosen = _choose_rollback(_read_applied(conn), steps, to)
+            by_version = {migration.version: migration for migration in self.files}
+            plans = [(row, self._down_of(row, by_version)) for row in chosen]  # all checked before any runs
+            for row, (migration, down) in plans:
+                try:
+                    self._run(conn, down, migration, record=False)
+                except SqlFileError as error:
+                    raise _after(error, done, verb="rolled back") from None
+                done.append(row)
+                self.report(f"rolled back {row.version} {migration.name}")
+        return done
+
+    # -- internals -------------------------------------------------------------------------------
+
+    @contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection]:
+        from dbtool.connection import connect
+
+        with connect(self.target, autocommit=True) as conn:
+            yield conn
+
+    @contextmanager
+    def _locked(self, conn: psycopg.Connection) -> Iterator[None]:
+        from psycopg.pq import TransactionStatus
+
+        deadline = time.monotonic() + self.lock_timeout
+        told = False
+        while not conn.execute(queries.get("migration_lock"), {"key": LOCK_KEY}).fetchone()[0]:  # type: ignore[index]
+            holder = _holder(conn)
+            if time.monotonic() >= deadline:
+                raise MigrationError(
+                    f"timed out after {self.lock_timeout:g} s waiting for the migration lock held by {holder}",
+                    "another migrate or rollback is running on this database; wait for it, or raise --lock-timeout",
+                )
+            if not told:
+                self.report(f"waiting for the migration lock held by {holder}")
+                told = True
+            time.sleep(LOCK_POLL_SECONDS * (1 + random.random()))
+        try:
+            yield
+        finally:
+            if not conn.closed:
+                if conn.info.transaction_status != TransactionStatus.IDLE:  # a failure left one open
+                    conn.rollback()
+                conn.autocommit = True
+                conn.execute(queries.get("migration_unlock"), {"key": LOCK_KEY})
+
+    def _check_changed(self, applied: list[Applied], allow_changed: bool, *, warn: bool = True) -> None:
+        by_version = {migration.version: migration for migration in self.files}
+        for row in applied:
+            migration = by_version.get(row.version)
+            if migration is None or row.checksum is None or row.checksum == migration.checksum:
+                continue
+            message = (
+                f"{migration.display} changed after it was applied: checksum applied {row.checksum}, "
+                f"file now {migration.checksum}"
+            )
+            if not allow_changed:
+                raise MigrationError(
+                    message, "restore the file and add a new migration for the change, or pass --allow-changed"
+                )
+            if warn:
+                self.report(f"warning: {message} (allowed; the change is not applied)")
+
+    def _pending_in_order(self, applied: list[Applied], strict: bool, *, warn: bool = True) -> list[Migration]:
+        versions = {row.version for row in applied}
+        newest = max((int(row.version) for row in applied), default=None)
+        pending = [migration for migration in self.files if migration.version not in versions]
+        late = [migration for migration in pending if newest is not None and migration.number < newest]
+        if late and strict:
+            names = ", ".join(migration.display for migration in late)
+            raise MigrationError(
+                f"out of order: {names} older than the newest applied migration ({newest})",
+                "nothing was applied; give it a newer version, or run without --strict to apply it anyway",
+            )
+        for migration in late if warn else ():
+            self.report(f"warning: applying {migration.display} out of order (older than applied {newest})")
+        return pending
+
+    def _down_of(self, row: Applied, by_version: dict[str, Migration]) -> tuple[Migration, Section]:
+        migration = by_version.get(row.version)
+        if migration is None:
+            raise MigrationError(
+                f"cannot roll back {row.version}: its file is missing from {DIRECTORY}",
+                "nothing was rolled back; restore the file",
+            )
+        if migration.down is None or migration.down.empty:
+            raise MigrationError(
+                f"cannot roll back {migration.display}: it has no '-- migrate:down' statements",
+                "nothing was rolled back; write its down section",
+            )
+        return migration, migration.down
+
+    def _run(self, conn: psycopg.Connection, section: Section, migration: Migration, *, record: bool) -> None:
+        """One section and its row: in one transaction, or statement by statement with the row after."""
+        import io
+
+        from dbtool.sqlfile import run_sql
+        from dbtool.sqlsplit import Scanner
+
+        row_query = queries.get("migration_record" if record else "migration_forget")
+        row = {"version": migration.version, "checksum": migration.checksum, "name": migration.name}
+        conn.autocommit = not section.transaction
+        scanner = Scanner(io.BytesIO(section.sql))
+        run_sql(
+            conn,
+            scanner,
+            migration.display,
+            self.target.dbname,
+            transaction=section.transaction,
+            commit=False,
+            no_transaction_hint=OUTSIDE_TRANSACTION_HINT,
+        )
+        conn.execute(row_query, row)
+        if section.transaction:
+            conn.commit()
+        conn.autocommit = True
+
+
+def entries(files: list[Migration], applied: list[Applied]) -> list[Entry]:
+    """Status lines: applied and changed in application order, missing files among them, then pending."""
+    by_version = {migration.version: migration for migration in files}
+    lines: list[Entry] = []
+    for row in applied:
+        migration = by_version.get(row.version)
+        if migration is None:
+            lines.append(Entry(row.version, row.name or "?", "missing-file", row.applied_at))
+        elif row.checksum is not None and row.checksum != migration.checksum:
+            detail = f"applied {row.checksum[:12]}, file now {migration.checksum[:12]}"
+            lines.append(Entry(row.version, migration.name, "changed", row.applied_at, detail))
+        else:
+            lines.append(Entry(row.version, migration.name, "applied", row.applied_at))
+    done = {row.version for row in applied}
+    lines += [Entry(m.version, m.name, "pending") for m in files if m.version not in done]
+    return lines
+
+
+def _read_applied(conn: psycopg.Connection) -> list[Applied]:
+    exists, extended = conn.execute(queries.get("migrations_shape")).fetchone()  # type: ignore[misc]
+    if not exists:
+        return []
+    query = queries.get("migrations_applied" if extended else "migrations_applied_versions")
+    return [Applied(*row) for row in conn.execute(query)]
+
+
+def _prepare_table(conn: psycopg.Connection) -> None:
+    exists, extended = conn.execute(queries.get("migrations_shape")).fetchone()  # type: ignore[misc]
+    if not exists:
+        conn.execute(queries.get("migrations_create"))
+    if not extended:
+        conn.execute(queries.get("migrations_columns"))
+
+
+def _choose_rollback(applied: list[Applied], steps: int | None, to: str | None) -> list[Applied]:
+    latest_first = list(reversed(applied))
+    if to is None:
+        return latest_first[: steps if steps is not None else 1]
+    if to != "0" and to not in {row.version for row in applied}:
+        raise MigrationError(f"version {to} is not applied", "see dbtool migrate status; --to 0 rolls back everything")
+    return [row for row in latest_first if int(row.version) > int(to)]
+
+
+def _holder(conn: psycopg.Connection) -> str:
+    key = LOCK_KEY & 0xFFFFFFFFFFFFFFFF
+    row = conn.execute(
+        queries.get("migration_lock_holder"), {"classid": key >> 32, "objid": key & 0xFFFFFFFF}
+    ).fetchone()
+    if row is None:
+        return "another session (it may have just finished)"
+    pid, user, address, application, started = row
+    where = address or "a local socket"
+    return f"pid {pid} ({user} from {where}, {application or 'no application name'}, since {started:%H:%M:%S})"
+
+
+def _after(error: SqlFileError, done: list[object], verb: str = "applied") -> SqlFileError:
+    """A failed migration's error, saying what this run had already finished (those stay)."""
+    if not done:
+        return error
+    stay = f"the {len(done)} before it in this run stay {verb}"
+    return SqlFileError(error.message, f"{error.hint}; {stay}" if error.hint else stay)
