@@ -243,16 +243,19 @@ def seed(target: Any, file: Path | None, no_transaction: bool) -> None:
 @target_command(writes=True)
 @click.option("--force", is_flag=True, help="On prod, end other sessions when dropping.")
 def setup(target: Any, force: bool) -> None:
-    """Drop, create, load the schema and seed, all on one target.  Example: dbtool setup"""
+    """Drop, create, load the schema, migrate and seed, all on one target.  Example: dbtool setup"""
     from dbtool.admin import create_database
 
     _echo_target("setting up", target)
+    migrations = _migrations(target)
     steps: list[tuple[str, Callable[[], str]]] = [
         ("drop", lambda: _drop(target, force)),
         ("create", lambda: "created" if create_database(target) else "already existed"),
         ("schema-load", lambda: _load(target, target.root / "db/schema.sql", notices=False)),
         ("seed", lambda: _load(target, target.root / "db/seed.sql", notices=False)),
     ]
+    if migrations.files:  # after the schema (which may mark some applied), before the seed that needs them
+        steps.insert(3, ("migrate", lambda: f"applied {len(migrations.migrate())} of {len(migrations.files)}"))
     for name, step in steps:
         started = time.perf_counter()
         try:
@@ -460,6 +463,9 @@ def migrate_up(target: str, yes: bool, lock_timeout: float, allow_changed: bool,
         return
     _confirm_listed(resolved, yes, "apply", [migration.display for migration in planned])
     applied = migrations.migrate(allow_changed=allow_changed, strict=strict)
+    if not applied:  # another run took the lock first and applied them
+        click.echo(f"nothing to migrate on {resolved.display} (another run applied them first)")
+        return
     click.echo(f"applied {len(applied)} migration{'s' * (len(applied) != 1)} to {resolved.display}")
 
 
@@ -518,6 +524,26 @@ def rollback(target: str, steps: int | None, to_version: str | None, yes: bool, 
     _confirm_listed(resolved, yes, "roll back", [f"{row.version} {row.name or ''}".strip() for row in chosen])
     undone = migrations.rollback(steps=steps, to=to_version)
     click.echo(f"rolled back {len(undone)} migration{'s' * (len(undone) != 1)} on {resolved.display}")
+
+
+@cli.group()
+def schema() -> None:
+    """The schema as a file.  Example: dbtool schema dump prod"""
+
+
+@schema.command("dump")
+@_target_argument
+@click.option(
+    "--file", "file", type=click.Path(path_type=Path, dir_okay=False), default=None, help="Default: db/schema.sql."
+)
+def schema_dump(target: str, file: Path | None) -> None:
+    """Write db/schema.sql with pg_dump --schema-only, then the applied migrations.  Example: dbtool schema dump"""
+    from dbtool.schemadump import dump_schema
+
+    resolved = _resolve(target)
+    path = _sql_path(resolved, file, "db/schema.sql")
+    rows = dump_schema(resolved, path)
+    click.echo(f"wrote {path} from {resolved.display} ({rows} applied migration{'s' * (rows != 1)})")
 
 
 @cli.group()

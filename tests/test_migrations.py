@@ -174,7 +174,7 @@ def test_a_failure_after_earlier_migrations_of_the_run_says_they_stay(db, projec
 
 
 def test_five_migrate_processes_at_once_apply_each_once(db, project):
-    write(project, V1, "log", "CREATE TABLE log (name text); SELECT pg_sleep(1); INSERT INTO log VALUES ('v1');")
+    write(project, V1, "log", "CREATE TABLE log (name text); SELECT pg_sleep(2); INSERT INTO log VALUES ('v1');")
     write(project, V2, "more", "INSERT INTO log VALUES ('v2');")
     processes = [
         subprocess.Popen([str(REPO / "bin" / "db-migrate")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -184,7 +184,10 @@ def test_five_migrate_processes_at_once_apply_each_once(db, project):
     assert [code for code, _, _ in results] == [0] * 5, results
     assert sorted(rows(db, "SELECT name FROM log")) == [("v1",), ("v2",)]
     assert applied(db) == [V1, V2]
-    assert sum("applied 2 migrations" in out for _, out, _ in results) == 1
+    assert sorted(out.split(" on ")[0].split(" to ")[0] for _, out, _ in results) == [
+        "applied 2 migrations",
+        *["nothing to migrate"] * 4,
+    ]
     waited = [err for _, _, err in results if "waiting for the migration lock held by pid" in err]
     assert waited, results  # the others said who they were waiting for
 
@@ -359,3 +362,63 @@ def test_dbtool_database_is_read_by_dbmate(three, project):
     assert listed.returncode == 0, listed.stderr
     assert "Applied: 3" in listed.stdout
     assert dbmate(three, project, "up").returncode == 0 and applied(three) == [V1, V2, V3]  # nothing re-applied
+
+
+# -- setup and schema dump --------------------------------------------------------------------------
+
+
+def test_setup_migrates_after_the_schema_and_before_the_seed(db, project):
+    (project / "db" / "schema.sql").write_text("CREATE TABLE users (id int PRIMARY KEY);\n")
+    (project / "db" / "seed.sql").write_text("INSERT INTO users (id, handle) VALUES (1, 'andrew');\n")
+    write(project, V1, "handle", "ALTER TABLE users ADD COLUMN handle text;", "ALTER TABLE users DROP COLUMN handle;")
+    run = dbtool("setup")
+    assert run.code == 0, run.err
+    steps = [line.split()[0] for line in run.out.splitlines()[1:]]
+    assert steps == ["drop", "create", "schema-load", "migrate", "seed"]
+    assert "applied 1 of 1" in run.out
+    assert rows(db, "SELECT handle FROM users") == [("andrew",)] and applied(db) == [V1]
+
+
+def test_schema_dump_then_load_marks_the_migrations_applied(three, project):
+    assert dbtool("migrate").code == 0
+    recorded = "SELECT version, applied_at, checksum, name FROM schema_migrations ORDER BY version"
+    before = rows(three, recorded)
+    run = dbtool("schema", "dump")
+    path = project / "db" / "schema.sql"
+    assert run.out == f"wrote {path} from {LOCAL_USER}@127.0.0.1:{three.cluster.port}/{DBNAME} (3 applied migrations)\n"
+    text = path.read_text()
+    assert "CREATE TABLE public.likes" in text and 'INSERT INTO "public"."schema_migrations"' in text
+    assert dbtool("drop").code == 0 and dbtool("create").code == 0
+    loaded = dbtool("schema-load")
+    assert loaded.code == 0, loaded.err
+    assert tables(three) == ["likes", "posts", "users"] and rows(three, recorded) == before
+    write(project, "20260104000000", "tags", "CREATE TABLE tags (id int);")
+    run = dbtool("migrate")
+    assert run.out.startswith("applied 1 migration to ") and run.err.strip() == "applied 20260104000000 tags"
+
+
+def test_schema_dump_of_prod_keeps_the_password_out(prod, project):
+    prod.create()
+    write(project, V1, "users", "CREATE TABLE users (id int);")
+    assert script("db-migrate", "prod", "--yes").code == 0
+    run = dbtool("schema", "dump", "prod", "--file", "prod-schema.sql")
+    assert run.code == 0, run.err
+    text = (project / "prod-schema.sql").read_text()
+    assert "CREATE TABLE public.users" in text and f"('{V1}'," in text
+    assert PROD_PASSWORD not in run.all + text
+
+
+def test_an_old_pg_dump_is_a_clear_error(db, project, monkeypatch, tmp_path):
+    fake = tmp_path / "old-client"
+    fake.mkdir()
+    (fake / "pg_dump").write_text(
+        "#!/bin/sh\necho 'pg_dump: error: aborting because of server version mismatch' >&2\n"
+        "echo 'pg_dump: detail: server version: 15.8; pg_dump version: 13.4' >&2\nexit 1\n"
+    )
+    (fake / "pg_dump").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake}:{Path(sys.executable).parent}:/usr/bin:/bin")
+    assert error_line(dbtool("schema", "dump")) == (
+        "error: pg_dump 13.4 is older than the server (15.8) and refuses to dump it (install the version 15 client: "
+        "apt-get install postgresql-client-15, or put its bin on PATH)"
+    )
+    assert not (project / "db" / "schema.sql").exists() or "pg_dump" not in (project / "db" / "schema.sql").read_text()

@@ -24,6 +24,7 @@ COMMANDS = [
     "local",
     "wait",
     "doctor",
+    "schema",
     "migrate",
     "rollback",
 ]

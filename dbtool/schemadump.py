@@ -1,0 +1,106 @@
+"""``dbtool schema dump``: db/schema.sql from the database itself, migrations table rows included.
+
+The schema comes from ``pg_dump --schema-only`` (the password through ``PGPASSWORD``, never argv).
+The rows of ``schema_migrations`` follow it, as dbmate's dump does, so that loading the file (``db-setup``
+or ``schema-load``) leaves those migrations applied and ``migrate`` runs only newer ones.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+from dbtool import queries
+from dbtool.errors import DbtoolError, ToolMissing
+from dbtool.targets import Target
+
+MISMATCH = re.compile(r"server version: (?P<server>[\d.]+).*?pg_dump version: (?P<client>[\d.]+)", re.S)
+ROWS_HEADER = "\n--\n-- Applied migrations (dbtool schema dump): loading this file marks them applied\n--\n\n"
+
+
+def find_pg_dump() -> str:
+    """``pg_dump`` on PATH, else next to the server binaries dbtool would use."""
+    found = shutil.which("pg_dump")
+    if found is not None:
+        return found
+    from dbtool.cluster import find_bindir
+
+    try:
+        return str(find_bindir() / "pg_dump")
+    except ToolMissing:
+        raise ToolMissing(
+            "pg_dump is not installed", "install the PostgreSQL client: apt-get install postgresql-client"
+        ) from None
+
+
+def dump_schema(target: Target, path: Path) -> int:
+    """Write the target's schema and applied migrations to ``path``; the number of migration rows."""
+    schema = _pg_dump(target)
+    rows = _migration_rows(target)
+    text = schema + (ROWS_HEADER + rows[1] if rows[0] else "")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return rows[0]
+
+
+def _pg_dump(target: Target) -> str:
+    argv = [
+        find_pg_dump(),
+        "--schema-only",
+        "--no-owner",
+        "--no-privileges",
+        "--dbname",
+        target.conninfo_for(with_password=False),
+    ]
+    env = {key: value for key, value in os.environ.items() if key != "PGPASSWORD"}
+    password = target.password
+    if password is not None:
+        env["PGPASSWORD"] = password
+    result = subprocess.run(argv, capture_output=True, text=True, env=env)
+    if result.returncode == 0:
+        return result.stdout
+    error = target.redact(result.stderr.strip())
+    mismatch = MISMATCH.search(error)
+    if mismatch is not None:
+        major = mismatch["server"].split(".")[0]
+        raise ToolMissing(
+            f"pg_dump {mismatch['client']} is older than the server ({mismatch['server']}) and refuses to dump it",
+            f"install the version {major} client: apt-get install postgresql-client-{major}, or put its bin on PATH",
+        )
+    first = error.splitlines()[0] if error else f"exit code {result.returncode}"
+    raise DbtoolError(f"pg_dump failed: {first.removeprefix('pg_dump: error: ')}")
+
+
+def _migration_rows(target: Target) -> tuple[int, str]:
+    """INSERTs of schema_migrations' rows (as literals, applied_at kept for rollback order)."""
+    from psycopg import sql
+
+    from dbtool.connection import connect
+
+    with connect(target, autocommit=True) as conn:
+        table = conn.execute(queries.get("migrations_table_name")).fetchone()
+        if table is None or table[0] is None:
+            return 0, ""
+        schema, name, extended = table
+        columns = ["version", "applied_at", "checksum", "name"] if extended else ["version"]
+        identifier = sql.Identifier(schema, name)
+        query = sql.SQL("SELECT {} FROM {} ORDER BY {}").format(
+            sql.SQL(", ").join(map(sql.Identifier, columns)),
+            identifier,
+            sql.SQL("applied_at, version" if extended else "version"),
+        )
+        values = [
+            sql.SQL("({})").format(sql.SQL(", ").join(map(sql.Literal, row))).as_string(conn)
+            for row in conn.execute(query)
+        ]
+        if not values:
+            return 0, ""
+        insert = (
+            sql.SQL("INSERT INTO {} ({}) VALUES\n    ")
+            .format(identifier, sql.SQL(", ").join(map(sql.Identifier, columns)))
+            .as_string(conn)
+        )
+    return len(values), insert + ",\n    ".join(values) + ";\n"
