@@ -13,6 +13,7 @@ import json
 import os
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -112,6 +113,10 @@ def confirm_production(target: Any, yes: bool) -> None:
         raise ProductionRefused("confirmation did not match the database name; nothing was changed")
 
 
+_target_argument = click.argument("target", type=click.Choice(TARGET_NAMES), default="local", required=False)
+_yes = click.option("--yes", "-y", is_flag=True, help="Do not ask before writing to prod.")
+
+
 def target_command(*, writes: bool, sql_file: str | None = None) -> Callable[[Callable[..., Any]], Any]:
     """Shared TARGET argument, --yes and --file; the command receives the resolved target."""
 
@@ -139,8 +144,8 @@ def target_command(*, writes: bool, sql_file: str | None = None) -> Callable[[Ca
                 help=f"SQL file to load instead of {sql_file} ('-' reads standard input).",
             )(command)
         if writes:
-            command = click.option("--yes", "-y", is_flag=True, help="Do not ask before writing to prod.")(command)
-        return click.argument("target", type=click.Choice(TARGET_NAMES), default="local", required=False)(command)
+            command = _yes(command)
+        return _target_argument(command)
 
     return decorate
 
@@ -294,7 +299,7 @@ def sessions(target: Any, include_all: bool, as_json: bool) -> None:
 
 
 @cli.command()
-@click.argument("target", type=click.Choice(TARGET_NAMES), default="local", required=False)
+@_target_argument
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=60, show_default=True, help="Seconds.")
 def wait(target: str, timeout: float) -> None:
     """Return when the target's server accepts connections.  Example: dbtool wait --timeout 30"""
@@ -309,7 +314,7 @@ DOCTOR_LABELS = {"ok": ("ok", "green"), "fail": ("FAIL", "red"), "skip": ("skip"
 
 
 @cli.command()
-@click.argument("target", type=click.Choice(TARGET_NAMES), default="local", required=False)
+@_target_argument
 def doctor(target: str) -> None:
     """Check each step of connecting, and say which one fails and why.  Example: dbtool doctor prod"""
     from dbtool.doctor import diagnose
@@ -413,8 +418,6 @@ class DefaultGroup(click.Group):
         return super().parse_args(ctx, args)
 
 
-_target_argument = click.argument("target", type=click.Choice(TARGET_NAMES), default="local", required=False)
-_yes = click.option("--yes", "-y", is_flag=True, help="Do not ask before writing to prod.")
 _lock_timeout = click.option(
     "--lock-timeout",
     type=click.FloatRange(min=0),
@@ -439,14 +442,6 @@ def _migrations(target: Any, lock_timeout: float = 60) -> Any:
     return Migrations(target, lock_timeout=lock_timeout, report=lambda message: click.echo(message, err=True))
 
 
-def _confirm_listed(target: Any, yes: bool, verb: str, names: list[str]) -> None:
-    """On prod, show what will change, then ask (or take --yes, or refuse without a terminal)."""
-    if target.is_prod and not yes:
-        for name in names:
-            click.echo(f"  {verb} {name}", err=True)
-    confirm_production(target, yes)
-
-
 @migrate.command("up")
 @_target_argument
 @_yes
@@ -457,16 +452,37 @@ def migrate_up(target: str, yes: bool, lock_timeout: float, allow_changed: bool,
     """Apply pending migrations in version order, each in its own transaction.  Example: dbtool migrate up prod"""
     resolved = _resolve(target)
     migrations = _migrations(resolved, lock_timeout)
-    planned = migrations.plan(allow_changed=allow_changed, strict=strict)
+    _plan_confirm_run(
+        resolved,
+        yes,
+        [migration.display for migration in migrations.plan(allow_changed=allow_changed, strict=strict)],
+        lambda: migrations.migrate(allow_changed=allow_changed, strict=strict),
+        ("apply", "applied {} to", "nothing to migrate on"),
+    )
+
+
+def _plan_confirm_run(
+    target: Any, yes: bool, planned: list[str], run: Callable[[], list[Any]], words: tuple[str, str, str]
+) -> None:
+    """Say there is nothing to do, or (on prod: list it and ask, then) do it and say how much was done.
+
+    The run re-reads the state under the migration lock, so it may find less to do than was planned:
+    another run got there first.
+    """
+    verb, done_as, nothing = words
     if not planned:
-        click.echo(f"nothing to migrate on {resolved.display}")
+        click.echo(f"{nothing} {target.display}")
         return
-    _confirm_listed(resolved, yes, "apply", [migration.display for migration in planned])
-    applied = migrations.migrate(allow_changed=allow_changed, strict=strict)
-    if not applied:  # another run took the lock first and applied them
-        click.echo(f"nothing to migrate on {resolved.display} (another run applied them first)")
+    if target.is_prod and not yes:
+        for name in planned:
+            click.echo(f"  {verb} {name}", err=True)
+    confirm_production(target, yes)
+    done = run()
+    if not done:
+        click.echo(f"{nothing} {target.display} (another run got there first)")
         return
-    click.echo(f"applied {len(applied)} migration{'s' * (len(applied) != 1)} to {resolved.display}")
+    count = f"{len(done)} migration{'s' * (len(done) != 1)}"
+    click.echo(f"{done_as.format(count)} {target.display}")
 
 
 @migrate.command("status")
@@ -480,15 +496,10 @@ def migrate_status(target: str, exit_code: bool) -> None:
         when = f"{entry.applied_at:%Y-%m-%d %H:%M:%S}" if entry.applied_at else ""
         detail = f"  {entry.detail}" if entry.detail else ""
         click.echo(f"{entry.state:<13}{entry.version:<16}{entry.name:<32}{when}{detail}".rstrip())
-    counts = {state: sum(entry.state == state for entry in entries) for state in ("applied", "pending")}
-    others = [
-        f"{sum(e.state == s for e in entries)} {s}"
-        for s in ("changed", "missing-file")
-        if any(e.state == s for e in entries)
-    ]
-    click.echo(
-        ", ".join([f"{counts['applied']} applied", f"{counts['pending']} pending", *others]) + f" on {resolved.display}"
-    )
+    counts = Counter(entry.state for entry in entries)
+    parts = [f"{counts['applied']} applied", f"{counts['pending']} pending"]
+    parts += [f"{counts[state]} {state}" for state in ("changed", "missing-file") if counts[state]]
+    click.echo(f"{', '.join(parts)} on {resolved.display}")
     if exit_code and counts["pending"]:
         sys.exit(1)
 
@@ -517,13 +528,13 @@ def rollback(target: str, steps: int | None, to_version: str | None, yes: bool, 
         raise click.UsageError("use --steps or --to, not both")
     resolved = _resolve(target)
     migrations = _migrations(resolved, lock_timeout)
-    chosen = migrations.to_roll_back(steps=steps, to=to_version)
-    if not chosen:
-        click.echo(f"nothing to roll back on {resolved.display}")
-        return
-    _confirm_listed(resolved, yes, "roll back", [f"{row.version} {row.name or ''}".strip() for row in chosen])
-    undone = migrations.rollback(steps=steps, to=to_version)
-    click.echo(f"rolled back {len(undone)} migration{'s' * (len(undone) != 1)} on {resolved.display}")
+    _plan_confirm_run(
+        resolved,
+        yes,
+        [f"{row.version} {row.name or ''}".strip() for row in migrations.to_roll_back(steps=steps, to=to_version)],
+        lambda: migrations.rollback(steps=steps, to=to_version),
+        ("roll back", "rolled back {} on", "nothing to roll back on"),
+    )
 
 
 @cli.group()
