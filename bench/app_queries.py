@@ -16,11 +16,8 @@ Usage: .venv/bin/python bench/app_queries.py [--users 50] [--calls 2000] [--roun
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -28,9 +25,9 @@ from typing import Any
 
 import psycopg
 from psycopg_pool import ConnectionPool
+from throwaway import throwaway_server
 
 import dbtool
-from dbtool.cluster import Cluster, find_bindir, free_port, service_user
 
 REPO = Path(__file__).resolve().parent.parent
 HOME = """
@@ -107,49 +104,42 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
 
-    work = Path(tempfile.mkdtemp(prefix="dbtool-bench-"))
-    work.chmod(0o755)
-    cluster = Cluster(work / "data", free_port(), find_bindir(), service_user())
-    cluster.init("postgres", "bench", hba=("host all all 127.0.0.1/32 trust",))
-    cluster.start()
-    url = f"postgresql://postgres@127.0.0.1:{cluster.port}/cruddur"
-    print(f"PostgreSQL {cluster.bindir.parent.name} on 127.0.0.1, {os.cpu_count()} CPUs")
-    old = new = None
-    try:
-        with psycopg.connect(url.replace("/cruddur", "/postgres"), autocommit=True) as conn:
-            conn.execute("CREATE DATABASE cruddur")
-        with psycopg.connect(url) as conn:
-            conn.execute((REPO / "db" / "schema.sql").read_text())
-            conn.execute((REPO / "db" / "seed.sql").read_text())
-            conn.execute(MORE_USERS, {"users": args.users})
-            conn.execute(MORE_ACTIVITIES)
-            activity = conn.execute("SELECT uuid FROM activities LIMIT 1").fetchone()[0]
-        old = OldDb(url)
-        old.pool.wait()
-        new = dbtool.pool(url_target(url, work)).open()
-        helpers = {
-            "query_array_json (20 rows)": lambda db: db.query_array_json(HOME),
-            "query_object_json": lambda db: db.query_object_json(SHOW, {"handle": "user7"}),
-            "query_value": lambda db: db.query_value(COUNT, {"handle": "user7"}),
-            "query_commit (RETURNING)": lambda db: db.query_commit(LIKE, {"uuid": activity}),
-        }
-        for name, helper in list(helpers.items())[:3]:  # the same answers, before anything is timed
-            assert helper(old) == helper(new), name
-        print(f"\n{'helper':<28}{'old lib/db.py µs':>18}{'dbtool µs':>12}{'old / dbtool':>14}")
-        for name, helper in helpers.items():
-            timings: dict[str, list[float]] = {"old": [], "new": []}
-            for _ in range(args.rounds):
-                timings["old"].append(per_call(lambda h=helper: h(old), args.calls))
-                timings["new"].append(per_call(lambda h=helper: h(new), args.calls))
-            before, after = statistics.median(timings["old"]), statistics.median(timings["new"])
-            print(f"{name:<28}{before:>18.0f}{after:>12.0f}{before / after:>13.2f}x")
-    finally:
-        if new is not None:
-            new.close()
-        if old is not None:
-            old.pool.close()
-        cluster.stop()
-        subprocess.run(["rm", "-rf", str(work)], check=False)
+    with throwaway_server() as (cluster, work):
+        url = f"postgresql://postgres@127.0.0.1:{cluster.port}/cruddur"
+        old = new = None
+        try:
+            with psycopg.connect(url.replace("/cruddur", "/postgres"), autocommit=True) as conn:
+                conn.execute("CREATE DATABASE cruddur")
+            with psycopg.connect(url) as conn:
+                conn.execute((REPO / "db" / "schema.sql").read_text())
+                conn.execute((REPO / "db" / "seed.sql").read_text())
+                conn.execute(MORE_USERS, {"users": args.users})
+                conn.execute(MORE_ACTIVITIES)
+                activity = conn.execute("SELECT uuid FROM activities LIMIT 1").fetchone()[0]
+            old = OldDb(url)
+            old.pool.wait()
+            new = dbtool.pool(url_target(url, work)).open()
+            helpers = {
+                "query_array_json (20 rows)": lambda db: db.query_array_json(HOME),
+                "query_object_json": lambda db: db.query_object_json(SHOW, {"handle": "user7"}),
+                "query_value": lambda db: db.query_value(COUNT, {"handle": "user7"}),
+                "query_commit (RETURNING)": lambda db: db.query_commit(LIKE, {"uuid": activity}),
+            }
+            for name, helper in list(helpers.items())[:3]:  # the same answers, before anything is timed
+                assert helper(old) == helper(new), name
+            print(f"\n{'helper':<28}{'old lib/db.py µs':>18}{'dbtool µs':>12}{'old / dbtool':>14}")
+            for name, helper in helpers.items():
+                timings: dict[str, list[float]] = {"old": [], "new": []}
+                for _ in range(args.rounds):
+                    timings["old"].append(per_call(lambda h=helper: h(old), args.calls))
+                    timings["new"].append(per_call(lambda h=helper: h(new), args.calls))
+                before, after = statistics.median(timings["old"]), statistics.median(timings["new"])
+                print(f"{name:<28}{before:>18.0f}{after:>12.0f}{before / after:>13.2f}x")
+        finally:
+            if new is not None:
+                new.close()
+            if old is not None:
+                old.pool.close()
 
 
 def url_target(url: str, work: Path) -> Any:

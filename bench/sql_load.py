@@ -29,7 +29,6 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,8 +36,9 @@ from pathlib import Path
 
 import psycopg
 from psycopg import sql
+from throwaway import throwaway_server
 
-from dbtool.cluster import Cluster, find_bindir, free_port, service_user
+from dbtool.cluster import Cluster
 
 REPO = Path(__file__).resolve().parent.parent
 DBTOOL = str(REPO / ".venv" / "bin" / "dbtool")
@@ -246,13 +246,7 @@ def main() -> None:
     args = parser.parse_args()
     chosen = set(args.only.split(","))
 
-    work = Path(tempfile.mkdtemp(prefix="dbtool-bench-"))
-    work.chmod(0o755)
-    cluster = Cluster(work / "data", free_port(), find_bindir(), service_user())
-    cluster.init("postgres", "bench", hba=("host all all 127.0.0.1/32 trust",))
-    cluster.start()
-    print(f"PostgreSQL {cluster.bindir.parent.name} on 127.0.0.1, {os.cpu_count()} CPUs")
-    try:
+    with throwaway_server() as (cluster, work):
         bench = Bench(cluster, work, args.repeat)
         if "inserts" in chosen:
             inserts(bench, args.rows)
@@ -260,9 +254,6 @@ def main() -> None:
             dump(bench, args.dump_rows)
         if "memory" in chosen:
             memory(bench, args.memory_mb)
-    finally:
-        cluster.stop()
-        subprocess.run(["rm", "-rf", str(work)], check=False)
 
 
 if __name__ == "__main__":
