@@ -22,13 +22,18 @@ def psql_invocation(target: Target, extra_args: Sequence[str] = ()) -> tuple[str
     psql = shutil.which("psql")
     if psql is None:
         raise ToolMissing("psql is not installed", PSQL_INSTALL_HINT)
+    argv = ["psql", "--dbname", target.conninfo_for(with_password=False), *extra_args]
+    return psql, argv, password_environment(target)
+
+
+def password_environment(target: Target) -> dict[str, str]:
+    """This process's environment for a libpq client program (psql, pg_dump), with the target's password."""
     env = dict(os.environ)
     env.pop("PGPASSWORD", None)
     password = target.password  # once: an IAM target makes a new token on every read
     if password is not None:
         env["PGPASSWORD"] = password
-    argv = ["psql", "--dbname", target.conninfo_for(with_password=False), *extra_args]
-    return psql, argv, env
+    return env
 
 
 def exec_psql(target: Target, extra_args: Sequence[str] = ()) -> None:

@@ -7,7 +7,6 @@ or ``schema-load``) leaves those migrations applied and ``migrate`` runs only ne
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -15,6 +14,7 @@ from pathlib import Path
 
 from dbtool import queries
 from dbtool.errors import DbtoolError, ToolMissing
+from dbtool.psql import password_environment
 from dbtool.targets import Target
 
 MISMATCH = re.compile(r"server version: (?P<server>[\d.]+).*?pg_dump version: (?P<client>[\d.]+)", re.S)
@@ -55,11 +55,7 @@ def _pg_dump(target: Target) -> str:
         "--dbname",
         target.conninfo_for(with_password=False),
     ]
-    env = {key: value for key, value in os.environ.items() if key != "PGPASSWORD"}
-    password = target.password
-    if password is not None:
-        env["PGPASSWORD"] = password
-    result = subprocess.run(argv, capture_output=True, text=True, env=env)
+    result = subprocess.run(argv, capture_output=True, text=True, env=password_environment(target))
     if result.returncode == 0:
         return result.stdout
     error = target.redact(result.stderr.strip())
