@@ -105,8 +105,7 @@ class Migrations:
         """Apply every pending migration in version order; the ones applied."""
         done: list[Migration] = []
         with self._connection() as conn, self._locked(conn):
-            _prepare_table(conn)
-            applied = _read_applied(conn)  # re-read under the lock: another run may have just finished
+            applied = _prepare_table(conn)  # read under the lock: another run may have just finished
             self._check_changed(applied, allow_changed)
             pending = self._pending_in_order(applied, strict)
             for migration in pending:
@@ -122,8 +121,7 @@ class Migrations:
         """Undo applied migrations, latest applied first; the ones undone."""
         done: list[Applied] = []
         with self._connection() as conn, self._locked(conn):
-            _prepare_table(conn)
-            chosen = _choose_rollback(_read_applied(conn), steps, to)
+            chosen = _choose_rollback(_prepare_table(conn), steps, to)
             by_version = {migration.version: migration for migration in self.files}
             plans = [(row, self._down_of(row, by_version)) for row in chosen]  # all checked before any runs
             for row, (migration, down) in plans:
@@ -174,7 +172,7 @@ class Migrations:
         by_version = {migration.version: migration for migration in self.files}
         for row in applied:
             migration = by_version.get(row.version)
-            if migration is None or row.checksum is None or row.checksum == migration.checksum:
+            if migration is None or not _changed(row, migration):
                 continue
             message = (
                 f"{migration.display} changed after it was applied: checksum applied {row.checksum}, "
@@ -250,7 +248,7 @@ def entries(files: list[Migration], applied: list[Applied]) -> list[Entry]:
         migration = by_version.get(row.version)
         if migration is None:
             lines.append(Entry(row.version, row.name or "?", "missing-file", row.applied_at))
-        elif row.checksum is not None and row.checksum != migration.checksum:
+        elif _changed(row, migration):
             detail = f"applied {row.checksum[:12]}, file now {migration.checksum[:12]}"
             lines.append(Entry(row.version, migration.name, "changed", row.applied_at, detail))
         else:
@@ -260,20 +258,30 @@ def entries(files: list[Migration], applied: list[Applied]) -> list[Entry]:
     return lines
 
 
+def _changed(row: Applied, migration: Migration) -> bool:
+    """The file's up section differs from what was applied (rows dbmate wrote have no checksum to compare)."""
+    return row.checksum is not None and row.checksum != migration.checksum
+
+
 def _read_applied(conn: psycopg.Connection) -> list[Applied]:
-    exists, extended = conn.execute(queries.get("migrations_shape")).fetchone()  # type: ignore[misc]
-    if not exists:
-        return []
+    """Applied migrations, without writing: a table dbmate made is read as it is."""
+    table = conn.execute(queries.get("migrations_table")).fetchone()
+    return _applied_rows(conn, extended=table[2]) if table is not None else []
+
+
+def _prepare_table(conn: psycopg.Connection) -> list[Applied]:
+    """Create the table, or add dbtool's columns to dbmate's, when needed; then its rows."""
+    table = conn.execute(queries.get("migrations_table")).fetchone()
+    if table is None:
+        conn.execute(queries.get("migrations_create"))
+    if table is None or not table[2]:
+        conn.execute(queries.get("migrations_columns"))
+    return _applied_rows(conn, extended=True)
+
+
+def _applied_rows(conn: psycopg.Connection, *, extended: bool) -> list[Applied]:
     query = queries.get("migrations_applied" if extended else "migrations_applied_versions")
     return [Applied(*row) for row in conn.execute(query)]
-
-
-def _prepare_table(conn: psycopg.Connection) -> None:
-    exists, extended = conn.execute(queries.get("migrations_shape")).fetchone()  # type: ignore[misc]
-    if not exists:
-        conn.execute(queries.get("migrations_create"))
-    if not extended:
-        conn.execute(queries.get("migrations_columns"))
 
 
 def _choose_rollback(applied: list[Applied], steps: int | None, to: str | None) -> list[Applied]:

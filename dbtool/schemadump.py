@@ -77,8 +77,8 @@ def _migration_rows(target: Target) -> tuple[int, str]:
     from dbtool.connection import connect
 
     with connect(target, autocommit=True) as conn:
-        table = conn.execute(queries.get("migrations_table_name")).fetchone()
-        if table is None or table[0] is None:
+        table = conn.execute(queries.get("migrations_table")).fetchone()
+        if table is None:
             return 0, ""
         schema, name, extended = table
         columns = ["version", "applied_at", "checksum", "name"] if extended else ["version"]

@@ -1,4 +1,4 @@
--- purpose: where schema_migrations is (schema and name, for a qualified INSERT) and whether dbtool extended it
+-- purpose: where schema_migrations is (for a qualified INSERT) and whether it has dbtool's columns; no row: no table
 SELECT n.nspname, c.relname,
        (SELECT count(*) FROM pg_catalog.pg_attribute
         WHERE attrelid = c.oid AND NOT attisdropped AND attname IN ('applied_at', 'checksum', 'name')) = 3
