@@ -144,8 +144,8 @@ def main() -> None:
 
 def url_target(url: str, work: Path) -> Any:
     """A dbtool target for ``url``, resolved as an application would with CONNECTION_URL set."""
-    from dbtool.project import Config
-    from dbtool.targets import resolve_target
+    from dbtool.targets.project import Config
+    from dbtool.targets.resolve import resolve_target
 
     return resolve_target("local", config=Config(work, {"CONNECTION_URL": url}))
 

@@ -37,7 +37,7 @@ from pathlib import Path
 
 import boto3
 
-from dbtool.cluster import free_port
+from dbtool.local.cluster import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPT = str(REPO / "bin" / "rds-update-sg-rule")

@@ -38,7 +38,7 @@ import psycopg
 from psycopg import sql
 from throwaway import throwaway_server
 
-from dbtool.cluster import Cluster
+from dbtool.local.cluster import Cluster
 
 REPO = Path(__file__).resolve().parent.parent
 DBTOOL = str(REPO / ".venv" / "bin" / "dbtool")

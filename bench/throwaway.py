@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from dbtool.cluster import Cluster, find_bindir, free_port, service_user
+from dbtool.local.cluster import Cluster, find_bindir, free_port, service_user
 
 
 @contextmanager

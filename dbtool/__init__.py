@@ -22,18 +22,18 @@ from dbtool.errors import (
 )
 
 if TYPE_CHECKING:
-    from dbtool.db import Db, PoolNotOpen, QueryShapeError, connect, pool
-    from dbtool.templates import SqlTemplates, TemplateMissing, sql_template
+    from dbtool.app.db import Db, PoolNotOpen, QueryShapeError, connect, pool
+    from dbtool.app.templates import SqlTemplates, TemplateMissing, sql_template
 
 _LAZY = {
-    "connect": "dbtool.db",
-    "pool": "dbtool.db",
-    "Db": "dbtool.db",
-    "PoolNotOpen": "dbtool.db",
-    "QueryShapeError": "dbtool.db",
-    "sql_template": "dbtool.templates",
-    "SqlTemplates": "dbtool.templates",
-    "TemplateMissing": "dbtool.templates",
+    "connect": "dbtool.app.db",
+    "pool": "dbtool.app.db",
+    "Db": "dbtool.app.db",
+    "PoolNotOpen": "dbtool.app.db",
+    "QueryShapeError": "dbtool.app.db",
+    "sql_template": "dbtool.app.templates",
+    "SqlTemplates": "dbtool.app.templates",
+    "TemplateMissing": "dbtool.app.templates",
 }
 
 __all__ = [

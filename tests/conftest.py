@@ -21,7 +21,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from dbtool.cluster import Cluster, find_bindir, free_port, service_user
+from dbtool.local.cluster import Cluster, find_bindir, free_port, service_user
 from tests.iam_verifier import IamTokenVerifier
 from tests.services import IpService, closed_port_url
 

@@ -6,7 +6,7 @@ import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from dbtool.cluster import free_port
+from dbtool.local.cluster import free_port
 
 
 class IpService:

@@ -10,8 +10,8 @@ from __future__ import annotations
 import pytest
 from botocore.stub import Stubber
 
-from dbtool.aws import AwsError
-from dbtool.sgrule import OWNER_TAG, RuleRequest, update_rule
+from dbtool.aws.clients import AwsError
+from dbtool.aws.sgrule import OWNER_TAG, RuleRequest, update_rule
 from tests.conftest import Aws
 from tests.helpers import dbtool, error_line, script
 from tests.test_sg_rule import FIRST_IP, ingress

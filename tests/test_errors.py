@@ -8,7 +8,7 @@ from urllib.parse import quote
 
 import pytest
 
-from dbtool.cluster import free_port
+from dbtool.local.cluster import free_port
 from tests.conftest import PROD_PASSWORD
 from tests.helpers import dbtool, error_line
 

@@ -20,8 +20,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from dbtool.cluster import service_user
-from dbtool.localserver import LocalServer
+from dbtool.local.cluster import service_user
+from dbtool.local.server import LocalServer
 from tests.helpers import REPO, dbtool, error_line, in_terminal, script
 
 

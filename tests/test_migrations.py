@@ -11,7 +11,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from dbtool.migrations import LOCK_KEY
+from dbtool.migrations.runner import LOCK_KEY
 from tests.conftest import DBNAME, LOCAL_USER, PROD_PASSWORD, Server
 from tests.helpers import REPO, Run, dbtool, error_line, script
 

@@ -42,7 +42,7 @@ def test_help_does_not_import_heavy_modules():
 
 def test_targets_without_aws_settings_never_import_boto3():
     probe = (
-        "import os, sys\nfrom dbtool.targets import resolve_target\n"
+        "import os, sys\nfrom dbtool.targets.resolve import resolve_target\n"
         "os.environ['CONNECTION_URL'] = 'postgresql://u:p@127.0.0.1/db'\n"
         "os.environ['PROD_CONNECTION_URL'] = 'postgresql://u:p@db.example.com/db'\n"
         "resolve_target('local'); resolve_target('prod')\n"
@@ -80,3 +80,40 @@ def test_every_query_used_has_a_file_with_a_purpose_and_ships():
         assert queries.get(name).startswith("-- purpose: "), name
     package_data = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
     assert "queries/*.sql" in package_data["dbtool"]
+
+
+# A folder imports only from folders below it (the README's "Layout"); errors and queries are the floor.
+LAYERS = {
+    "errors": 0,
+    "queries": 0,
+    "aws": 1,
+    "local": 1,
+    "targets": 2,
+    "engine": 3,
+    "app": 4,
+    "migrations": 4,
+    "ops": 5,
+    "deploy": 6,
+    "cli": 7,
+}
+
+
+def test_no_module_imports_from_a_folder_above_its_own():
+    package = REPO / "dbtool"
+    folders = {path.name for path in package.iterdir() if (path / "__init__.py").exists()} - {"queries"}
+    assert folders <= set(LAYERS), folders - set(LAYERS)
+    upward = []
+    for path in package.rglob("*.py"):
+        parts = path.relative_to(package).parts
+        if len(parts) == 1:
+            continue
+        own = parts[0]
+        for other in re.findall(r"^\s*(?:from|import) dbtool\.(\w+)", path.read_text(), flags=re.M):
+            if other != own and LAYERS[other] >= LAYERS[own]:
+                upward.append(f"{path.relative_to(REPO)} imports dbtool.{other}")
+    assert upward == []
+
+
+def test_no_module_is_over_three_hundred_lines_in_cli():
+    for path in (REPO / "dbtool" / "cli").glob("*.py"):
+        assert len(path.read_text().splitlines()) <= 300, path.name

@@ -13,9 +13,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from dbtool.connection import connect
-from dbtool.prodauth import _region_of
-from dbtool.targets import resolve_target
+from dbtool.engine.connection import connect
+from dbtool.targets.prodauth import _region_of
+from dbtool.targets.resolve import resolve_target
 from tests.conftest import DBNAME, IAM_USER, PROD_PASSWORD, PROD_USER, Aws, Server
 from tests.helpers import dbtool, error_line, script
 from tests.test_connect import SHOW_OWN_ARGV

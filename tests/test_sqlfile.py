@@ -312,8 +312,8 @@ def test_standard_input(local, project):
 
 
 def test_library_reports_progress_and_counts(local, project):
-    from dbtool.sqlfile import load_file
-    from dbtool.targets import resolve_target
+    from dbtool.engine.loader import load_file
+    from dbtool.targets.resolve import resolve_target
 
     local.create()
     path = project / "many.sql"

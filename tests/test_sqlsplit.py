@@ -14,7 +14,7 @@ import subprocess
 
 import pytest
 
-from dbtool.sqlsplit import CopyData, CopyEnd, MetaCommand, Run, Scanner, SplitError, Statement, statements
+from dbtool.engine.split import CopyData, CopyEnd, MetaCommand, Run, Scanner, SplitError, Statement, statements
 
 BANNER = "***(Single step mode: verify command)*******************************************"
 PROMPT = "***(press return to proceed or enter x and return to cancel)********************"

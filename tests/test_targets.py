@@ -7,10 +7,10 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from dbtool.connection import connect
+from dbtool.engine.connection import connect
 from dbtool.errors import MalformedUrl, TargetNotConfigured
-from dbtool.project import Config, find_root
-from dbtool.targets import resolve_target
+from dbtool.targets.project import Config, find_root
+from dbtool.targets.resolve import resolve_target
 
 
 def resolve(name: str = "local", env: dict[str, str] | None = None, root: Path | None = None, **kwargs):
@@ -157,7 +157,7 @@ def test_display_never_contains_the_password():
 
 
 def test_connections_carry_application_name_and_reach_the_database(local):
-    from dbtool.admin import create_database
+    from dbtool.ops.admin import create_database
 
     create_database(resolve_target("local"))
     with connect(resolve_target("local")) as conn:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from dbtool.cluster import Cluster, find_bindir, free_port, service_user
+from dbtool.local.cluster import Cluster, find_bindir, free_port, service_user
 from tests.conftest import LOCAL_PASSWORD, LOCAL_USER
 from tests.helpers import dbtool, error_line
 from tests.services import closed_port_url

@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING
 
 from dbtool import queries
 from dbtool.errors import SqlFileError
-from dbtool.migrationfiles import DIRECTORY, Migration, MigrationError, Section, read_migrations
-from dbtool.targets import Target
+from dbtool.migrations.files import DIRECTORY, Migration, MigrationError, Section, read_migrations
+from dbtool.targets.resolve import Target
 
 if TYPE_CHECKING:
     import psycopg
@@ -137,7 +137,7 @@ class Migrations:
 
     @contextmanager
     def _connection(self) -> Iterator[psycopg.Connection]:
-        from dbtool.connection import connect
+        from dbtool.engine.connection import connect
 
         with connect(self.target, autocommit=True) as conn:
             yield conn
@@ -218,8 +218,8 @@ class Migrations:
         """One section and its row: in one transaction, or statement by statement with the row after."""
         import io
 
-        from dbtool.sqlfile import run_sql
-        from dbtool.sqlsplit import Scanner
+        from dbtool.engine.loader import run_sql
+        from dbtool.engine.split import Scanner
 
         row_query = queries.get("migration_record" if record else "migration_forget")
         row = {"version": migration.version, "checksum": migration.checksum, "name": migration.name}

@@ -14,10 +14,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from dbtool.aws import AwsError, aws_errors
+from dbtool.aws.clients import AwsError, aws_errors
 
 if TYPE_CHECKING:
-    from dbtool.project import Config
+    from dbtool.aws.clients import Settings
 
 OWNER_TAG = "dbtool:owner"
 IAM_ACTIONS = (
@@ -258,10 +258,9 @@ def _not_found_messages(request: RuleRequest, region: str) -> dict[str, str]:
 
 OWNER_VARIABLES = ("DBTOOL_SG_OWNER", "GITHUB_USER", "GITPOD_GIT_USER_EMAIL")
 WORKSPACE_VARIABLES = ("GITPOD_WORKSPACE_ID", "CODESPACE_NAME")
-DEFAULT_PORT = 5432
 
 
-def default_owner(config: Config) -> str:
+def default_owner(config: Settings) -> str:
     """Who owns the rule: ``DBTOOL_SG_OWNER``, else the GitHub or Gitpod user, else the OS user."""
     import getpass
 
@@ -276,17 +275,6 @@ def workspace_name(environ: Mapping[str, str]) -> str:
     import socket
 
     return next((environ[name] for name in WORKSPACE_VARIABLES if environ.get(name)), socket.gethostname())
-
-
-def database_port(config: Config) -> int:
-    """The port of ``PROD_CONNECTION_URL`` (the first, if it lists several), else 5432."""
-    url = config.value("PROD_CONNECTION_URL")
-    if url is None:
-        return DEFAULT_PORT
-    from dbtool.targets import parse_url
-
-    port = parse_url(url, "PROD_CONNECTION_URL").get("port", "")
-    return int(port.split(",")[0]) if port else DEFAULT_PORT
 
 
 def utc_now() -> str:

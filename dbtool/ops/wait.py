@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import time
 
-from dbtool.connection import connection_error
+from dbtool.engine.connection import connection_error
 from dbtool.errors import AuthenticationFailed, ConnectionFailed, DatabaseMissing
-from dbtool.targets import Target
+from dbtool.targets.resolve import Target
 
 DEFAULT_TIMEOUT = 60.0
 RETRY_SECONDS = 0.25

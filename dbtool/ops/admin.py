@@ -6,9 +6,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from dbtool import queries
-from dbtool.connection import connect_maintenance
+from dbtool.engine.connection import connect_maintenance
 from dbtool.errors import ServerError
-from dbtool.targets import Target
+from dbtool.targets.resolve import Target
 
 # PostgreSQL 13 added DROP DATABASE ... WITH (FORCE).
 FORCE_MIN_SERVER_VERSION = 130000

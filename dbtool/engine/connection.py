@@ -9,8 +9,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from dbtool.errors import AuthenticationFailed, ConnectionFailed, DatabaseMissing, DbtoolError, SslFailed
-from dbtool.prodauth import SECRET_SOURCE
-from dbtool.targets import MAINTENANCE_DATABASES, TARGET_VARIABLES, Target
+from dbtool.targets.prodauth import SECRET_SOURCE
+from dbtool.targets.resolve import MAINTENANCE_DATABASES, TARGET_VARIABLES, Target
 
 if TYPE_CHECKING:
     import psycopg

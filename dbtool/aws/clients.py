@@ -12,12 +12,9 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from dbtool.errors import DbtoolError
-
-if TYPE_CHECKING:
-    from dbtool.project import Config
 
 REGION_VARIABLES = ("AWS_REGION", "AWS_DEFAULT_REGION")
 CREDENTIALS_HINT = (
@@ -40,11 +37,19 @@ BAD_CREDENTIAL_CODES = frozenset(
 DENIED_CODES = frozenset({"UnauthorizedOperation", "AccessDenied", "AccessDeniedException"})
 
 
+class Settings(Protocol):
+    """Where AWS settings are read (dbtool.targets.project.Config): the environment over the project's .env."""
+
+    def get(self, name: str) -> Any: ...  # a setting with .value and .source, or None
+
+    def value(self, name: str) -> str | None: ...
+
+
 class AwsError(DbtoolError):
     """AWS refused or could not be reached; the message names what to fix."""
 
 
-def session(config: Config) -> Any:
+def session(config: Settings) -> Any:
     """A botocore session honouring ``.env`` as well as the environment (botocore reads only the latter)."""
     import botocore.session
 
@@ -59,7 +64,7 @@ def session(config: Config) -> Any:
         return aws
 
 
-def client(config: Config, service: str, *, region: str | None = None, aws_session: Any = None) -> Any:
+def client(config: Settings, service: str, *, region: str | None = None, aws_session: Any = None) -> Any:
     """A client for ``service``; an ``AWS_ENDPOINT_URL`` in ``.env`` is honoured like one in the environment."""
     from botocore.config import Config as BotoConfig
 
@@ -76,7 +81,7 @@ def client(config: Config, service: str, *, region: str | None = None, aws_sessi
         return (aws_session or session(config)).create_client(service, **options)
 
 
-def client_in_background(config: Config, service: str) -> Callable[[], Any]:
+def client_in_background(config: Settings, service: str) -> Callable[[], Any]:
     """Start building a client in a thread; the returned function waits for it (re-raising its error).
 
     Importing botocore and loading a service model takes about 0.2 s (EC2's model is large); a caller

@@ -8,32 +8,16 @@ or ``schema-load``) leaves those migrations applied and ``migrate`` runs only ne
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 from dbtool import queries
 from dbtool.errors import DbtoolError, ToolMissing
-from dbtool.psql import password_environment
-from dbtool.targets import Target
+from dbtool.targets.psql import find_pg_dump, password_environment
+from dbtool.targets.resolve import Target
 
 MISMATCH = re.compile(r"server version: (?P<server>[\d.]+).*?pg_dump version: (?P<client>[\d.]+)", re.S)
 ROWS_HEADER = "\n--\n-- Applied migrations (dbtool schema dump): loading this file marks them applied\n--\n\n"
-
-
-def find_pg_dump() -> str:
-    """``pg_dump`` on PATH, else next to the server binaries dbtool would use."""
-    found = shutil.which("pg_dump")
-    if found is not None:
-        return found
-    from dbtool.cluster import find_bindir
-
-    try:
-        return str(find_bindir() / "pg_dump")
-    except ToolMissing:
-        raise ToolMissing(
-            "pg_dump is not installed", "install the PostgreSQL client: apt-get install postgresql-client"
-        ) from None
 
 
 def dump_schema(target: Target, path: Path) -> int:
@@ -74,7 +58,7 @@ def _migration_rows(target: Target) -> tuple[int, str]:
     """INSERTs of schema_migrations' rows (as literals, applied_at kept for rollback order)."""
     from psycopg import sql
 
-    from dbtool.connection import connect
+    from dbtool.engine.connection import connect
 
     with connect(target, autocommit=True) as conn:
         table = conn.execute(queries.get("migrations_table")).fetchone()

@@ -23,13 +23,13 @@ from typing import TYPE_CHECKING
 
 from dbtool import queries
 from dbtool.errors import ConnectionFailed, DatabaseMissing, DbtoolError, SslFailed
-from dbtool.psql import PSQL_INSTALL_HINT
-from dbtool.targets import TARGET_VARIABLES, Target, resolve_target
+from dbtool.targets.psql import PSQL_INSTALL_HINT
+from dbtool.targets.resolve import TARGET_VARIABLES, Target, resolve_target
 
 if TYPE_CHECKING:
     import psycopg
 
-    from dbtool.project import Config
+    from dbtool.targets.project import Config
 
 OK, FAIL, SKIP = "ok", "fail", "skip"
 STEPS = ("configuration", "dns", "tcp", "ssl", "authentication", "database", "server", "psql")
@@ -302,7 +302,7 @@ def _reason(error: BaseException) -> str:
 
 def _login(target: Target) -> Login:
     """Log in as libpq does; on a missing database, ask the server about itself on a maintenance database."""
-    from dbtool.connection import connect, connect_maintenance
+    from dbtool.engine.connection import connect, connect_maintenance
 
     try:
         with connect(target, autocommit=True) as conn:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from dbtool.sessions import Activity
+from dbtool.ops.sessions import Activity
 
 QUERY_WIDTH = 40
 # (column, longest text shown; None = never cut). Free text is cut so one long query cannot push

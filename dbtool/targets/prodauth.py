@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from dbtool.errors import DbtoolError, MalformedUrl
 
 if TYPE_CHECKING:
-    from dbtool.project import Config
+    from dbtool.targets.project import Config
 
 SECRET_VARIABLE = "PROD_DB_SECRET_ID"
 IAM_VARIABLE = "PROD_DB_IAM_AUTH"
@@ -52,7 +52,7 @@ class IamTokens:
         self.issued: deque[str] = deque(maxlen=16)  # enough for any error being shown; bounded for a pool
 
     def __call__(self) -> str:
-        from dbtool.aws import aws_errors
+        from dbtool.aws.clients import aws_errors
 
         with aws_errors(actions=IAM_ACTIONS):
             token: str = self._rds.generate_db_auth_token(**self._args)
@@ -96,7 +96,7 @@ def apply_tls(params: dict[str, str], sources: dict[str, str], config: Config) -
 
 
 def _apply_secret(params: dict[str, str], sources: dict[str, str], config: Config, secret_id: str) -> None:
-    from dbtool.aws import aws_errors, client
+    from dbtool.aws.clients import aws_errors, client
 
     secrets = client(config, "secretsmanager")
     missing = f"secret {secret_id} not found in region {secrets.meta.region_name}"
@@ -138,7 +138,7 @@ def _apply_instance(
     params: dict[str, str], sources: dict[str, str], config: Config, secret: dict[str, Any], arn: str
 ) -> None:
     """Host, port and database of the RDS instance the secret belongs to (RDS-managed secrets hold none)."""
-    from dbtool.aws import aws_errors, client
+    from dbtool.aws.clients import aws_errors, client
 
     setting = config.value(INSTANCE_VARIABLE)
     identifier = setting.strip() if setting else secret.get("dbInstanceIdentifier")
@@ -174,7 +174,7 @@ def _apply_instance(
 
 
 def _iam_tokens(params: dict[str, str], sources: dict[str, str], config: Config) -> IamTokens:
-    from dbtool.aws import AwsError, aws_errors, client, session
+    from dbtool.aws.clients import AwsError, aws_errors, client, session
 
     host, user = params.get("host", ""), params.get("user", "")
     if not host or "," in host or host.startswith("/"):

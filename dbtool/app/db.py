@@ -29,7 +29,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from dbtool.errors import DbtoolError
-from dbtool.targets import Target, resolve_target
+from dbtool.targets.resolve import Target, resolve_target
 
 if TYPE_CHECKING:
     import psycopg
@@ -60,7 +60,7 @@ def connect(target: str | Target = "local", *, autocommit: bool = False) -> psyc
     Connection failures raise :class:`dbtool.ConnectionFailed` (or its ``AuthenticationFailed`` /
     ``DatabaseMissing`` subclasses) with a hint, as the CLI reports them.
     """
-    from dbtool import connection
+    from dbtool.engine import connection
 
     resolved = target if isinstance(target, Target) else resolve_target(target)
     return connection.connect(resolved, autocommit=autocommit)
@@ -198,7 +198,7 @@ def _wrapped(wrapper: str, sql: str) -> Composed:
     """``sql`` inside a JSON wrapper: exactly one statement, its trailing ``;`` removed (cached per text)."""
     from psycopg import sql as composed
 
-    from dbtool.sqlsplit import Statement, statements
+    from dbtool.engine.split import Statement, statements
 
     found = list(statements(sql.encode()))
     if len(found) != 1 or not isinstance(found[0], Statement):

@@ -2,7 +2,7 @@
 
 The old scripts ran ``psql $URL < file``: one round trip per statement, no transaction and no
 ``ON_ERROR_STOP``, so a failing statement left a half-loaded schema and exit 0. Here the file is
-read a chunk at a time (:mod:`dbtool.sqlsplit`), consecutive statements go to the server together
+read a chunk at a time (:mod:`dbtool.engine.split`), consecutive statements go to the server together
 as one simple-protocol query, ``COPY … FROM stdin`` data is streamed with psycopg's copy support,
 and everything runs in one transaction unless ``transaction=False``.
 
@@ -24,11 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
-from dbtool.connection import connect
+from dbtool.engine.connection import connect
+from dbtool.engine.readahead import read_ahead
+from dbtool.engine.split import CopyEnd, MetaCommand, Run, Scanner, SplitError
 from dbtool.errors import SqlFileError
-from dbtool.readahead import read_ahead
-from dbtool.sqlsplit import CopyEnd, MetaCommand, Run, Scanner, SplitError
-from dbtool.targets import Target
+from dbtool.targets.resolve import Target
 
 if TYPE_CHECKING:
     import psycopg

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 from dbtool.errors import DbtoolError
-from dbtool.project import ROOT_VARIABLE, Config, find_root
+from dbtool.targets.project import ROOT_VARIABLE, Config, find_root
 
 DIRECTORY_VARIABLE = "DBTOOL_SQL_DIR"
 DEFAULT_DIRECTORY = "db/sql"

@@ -24,8 +24,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from dbtool.cluster import Cluster, find_bindir, free_port, service_user
 from dbtool.errors import DbtoolError, ToolMissing
+from dbtool.local.cluster import Cluster, find_bindir, free_port, service_user
 
 STATE_DIR = ".dbtool"
 SUPERUSER = "postgres"

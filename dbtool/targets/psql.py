@@ -1,4 +1,4 @@
-"""Hand the terminal to ``psql``, connected to a target, with the password kept out of argv.
+"""libpq's client programs (``psql``, ``pg_dump``) on a target, with the password kept out of argv.
 
 Anything on a command line is readable by every user of the machine (``ps``, ``/proc/*/cmdline``);
 the old ``psql $URL`` put the production password there. libpq reads ``PGPASSWORD`` from the
@@ -12,7 +12,7 @@ import shutil
 from collections.abc import Sequence
 
 from dbtool.errors import ToolMissing
-from dbtool.targets import Target
+from dbtool.targets.resolve import Target
 
 PSQL_INSTALL_HINT = "install the PostgreSQL client: apt-get install postgresql-client, or brew install libpq"
 
@@ -40,3 +40,18 @@ def exec_psql(target: Target, extra_args: Sequence[str] = ()) -> None:
     """Replace this process with psql; returns only if exec itself fails."""
     psql, argv, env = psql_invocation(target, extra_args)
     os.execve(psql, argv, env)
+
+
+def find_pg_dump() -> str:
+    """``pg_dump`` on PATH, else next to the server binaries dbtool would use."""
+    found = shutil.which("pg_dump")
+    if found is not None:
+        return found
+    from dbtool.local.cluster import find_bindir
+
+    try:
+        return str(find_bindir() / "pg_dump")
+    except ToolMissing:
+        raise ToolMissing(
+            "pg_dump is not installed", "install the PostgreSQL client: apt-get install postgresql-client"
+        ) from None

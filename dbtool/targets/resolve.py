@@ -16,12 +16,13 @@ from pathlib import Path
 from types import MappingProxyType
 
 from dbtool.errors import DbtoolError, MalformedUrl, TargetNotConfigured
-from dbtool.prodauth import SECRET_VARIABLE, apply_credentials, apply_tls
-from dbtool.project import Config, find_root
+from dbtool.targets.prodauth import SECRET_VARIABLE, apply_credentials, apply_tls
+from dbtool.targets.project import Config, find_root
 
 TARGET_VARIABLES = {"local": "CONNECTION_URL", "prod": "PROD_CONNECTION_URL"}
 TIMEOUT_VARIABLE = "DBTOOL_CONNECT_TIMEOUT"
 DEFAULT_CONNECT_TIMEOUT = 5
+DEFAULT_PORT = 5432
 APPLICATION_NAME = "dbtool"
 # Databases to hold the maintenance connection for CREATE/DROP DATABASE, in order of preference.
 MAINTENANCE_DATABASES = ("postgres", "template1")
@@ -144,8 +145,8 @@ def resolve_target(
 
 def _embedded_allowed(config: Config) -> bool:
     """The embedded server stands in for CONNECTION_URL in a project (not any directory), unless turned off."""
-    from dbtool.localserver import STATE_DIR, SWITCH_VARIABLE
-    from dbtool.project import is_project
+    from dbtool.local.server import STATE_DIR, SWITCH_VARIABLE
+    from dbtool.targets.project import is_project
 
     switch = config.value(SWITCH_VARIABLE)
     if switch is not None and switch.strip().lower() in ("off", "0", "no", "false"):
@@ -155,7 +156,7 @@ def _embedded_allowed(config: Config) -> bool:
 
 def _embedded_url(config: Config, sources: dict[str, str]) -> str:
     """The embedded server's URL, starting the server when it is not running."""
-    from dbtool.localserver import DATABASE_VARIABLE, DEFAULT_DATABASE, STATE_DIR, LocalServer
+    from dbtool.local.server import DATABASE_VARIABLE, DEFAULT_DATABASE, STATE_DIR, LocalServer
 
     server = LocalServer(config.root)
     port, started = server.ensure_running()
@@ -236,3 +237,12 @@ def _is_local(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def prod_port(config: Config) -> int:
+    """The port of ``PROD_CONNECTION_URL`` (the first, if it lists several), else 5432."""
+    url = config.value("PROD_CONNECTION_URL")
+    if url is None:
+        return DEFAULT_PORT
+    port = parse_url(url, "PROD_CONNECTION_URL").get("port", "")
+    return int(port.split(",")[0]) if port else DEFAULT_PORT

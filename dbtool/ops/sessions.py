@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from dbtool import queries
-from dbtool.connection import connect, connect_maintenance
+from dbtool.engine.connection import connect, connect_maintenance
 from dbtool.errors import DatabaseMissing
-from dbtool.targets import Target
+from dbtool.targets.resolve import Target
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,164 @@
+"""The ``dbtool`` command: a thin click skin over the library.
+
+Each command resolves its target, calls one library function and reports. Errors from anywhere
+below are turned into one ``error: <what> (<hint>)`` line in one place, :meth:`DbtoolGroup.main`.
+Nothing here imports psycopg, rich or botocore at module level, so ``dbtool --help`` starts fast.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from dbtool.errors import DbtoolError, ProductionRefused
+
+TARGET_NAMES = ("local", "prod")
+# Secrets of targets resolved in this process, removed from any error text before it is shown.
+_secrets: list[Callable[[str], str]] = []
+
+
+class DbtoolGroup(click.Group):
+    """A click group whose ``main`` reports every failure as one line and exits 1 (2 for usage)."""
+
+    def main(self, args: Any = None, prog_name: str | None = None, **extra: Any) -> Any:  # type: ignore[override]
+        argv = list(sys.argv[1:] if args is None else args)
+        debug = "--debug" in argv or bool(os.environ.get("DBTOOL_DEBUG"))
+        extra["standalone_mode"] = False
+        try:
+            code = super().main(argv, prog_name or "dbtool", **extra)
+        except click.UsageError as error:
+            where = error.ctx.command_path if error.ctx else "dbtool"
+            _fail(f"{error.format_message()} (see '{where} --help')", 2)
+        except (KeyboardInterrupt, click.Abort):
+            _fail("interrupted (an unfinished SQL load is rolled back, never half-applied)", 130)
+        except DbtoolError as error:
+            if debug:
+                raise
+            _fail(str(error), error.exit_code)
+        except Exception as error:
+            if debug or not _is_database_error(error):
+                raise
+            _fail(f"{type(error).__name__}: {str(error).strip().splitlines()[0]} (run with --debug for details)", 1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+def _is_database_error(error: Exception) -> bool:
+    module = type(error).__module__
+    return module.startswith(("psycopg", "botocore", "boto3"))
+
+
+def _fail(message: str, code: int) -> None:
+    for redact in _secrets:
+        message = redact(message)
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+@click.group(name="dbtool", cls=DbtoolGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
+@click.option(
+    "--connect-timeout",
+    type=float,
+    default=None,
+    metavar="SECONDS",
+    help="Seconds to wait for a server (default: $DBTOOL_CONNECT_TIMEOUT, else 5).",
+)
+@click.version_option(package_name="dbtool")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool, connect_timeout: float | None) -> None:
+    """PostgreSQL developer kit: create, drop, load, seed and inspect local and prod databases.
+
+    TARGET is 'local' (CONNECTION_URL, the default) or 'prod' (PROD_CONNECTION_URL); both are read
+    from the environment, then from the project's .env file.
+    """
+    ctx.obj = {"connect_timeout": connect_timeout}
+
+
+def resolve(name: str) -> Any:
+    from dbtool.targets.resolve import resolve_target
+
+    ctx = click.get_current_context()
+    target = resolve_target(name, connect_timeout=ctx.find_root().obj["connect_timeout"])
+    _secrets.append(target.redact)
+    if "started" in target.sources:
+        click.echo(target.sources["started"], err=True)
+    return target
+
+
+def confirm_production(target: Any, yes: bool) -> None:
+    """Make a person type the database name before anything writes to production."""
+    if not target.is_prod or yes:
+        return
+    if not sys.stdin.isatty():
+        raise ProductionRefused(
+            f"refusing to change PRODUCTION {target.display} without confirmation",
+            "run it in a terminal to be asked, or pass --yes",
+        )
+    click.secho(f"PRODUCTION: {target.display}", fg="red", bold=True, err=True)
+    answer = click.prompt(
+        f"Type the database name ({target.dbname}) to continue", default="", show_default=False, err=True
+    )
+    if answer.strip() != target.dbname:
+        raise ProductionRefused("confirmation did not match the database name; nothing was changed")
+
+
+target_argument = click.argument("target", type=click.Choice(TARGET_NAMES), default="local", required=False)
+yes_option = click.option("--yes", "-y", is_flag=True, help="Do not ask before writing to prod.")
+
+
+def target_command(*, writes: bool, sql_file: str | None = None) -> Callable[[Callable[..., Any]], Any]:
+    """Shared TARGET argument, --yes and --file; the command receives the resolved target."""
+
+    def decorate(func: Callable[..., Any]) -> Any:
+        @functools.wraps(func)
+        def wrapper(target: str, yes: bool = False, wait: bool = False, **kwargs: Any) -> Any:
+            resolved = resolve(target)
+            if writes:
+                confirm_production(resolved, yes)
+            if wait:
+                from dbtool.ops.wait import wait_until_up
+
+                wait_until_up(resolved)
+            return func(resolved, **kwargs)
+
+        command = click.option(
+            "--wait", is_flag=True, help="First wait up to 60 s for the server to accept connections."
+        )(wrapper)
+        if sql_file is not None:
+            command = click.option(
+                "--file",
+                "file",
+                type=click.Path(path_type=Path, dir_okay=False, allow_dash=True),
+                default=None,
+                help=f"SQL file to load instead of {sql_file} ('-' reads standard input).",
+            )(command)
+        if writes:
+            command = yes_option(command)
+        return target_argument(command)
+
+    return decorate
+
+
+def echo_target(verb: str, target: Any) -> None:
+    label = "PRODUCTION " if target.is_prod else ""
+    click.echo(f"{verb} {label}{target.display}")
+
+
+def sql_path(target: Any, file: Path | None, default: str) -> Path:
+    return file if file is not None else target.root / default
+
+
+def project_root() -> Path:
+    from dbtool.targets.project import find_root
+
+    return find_root()
+
+
+def main() -> None:
+    cli.main()
