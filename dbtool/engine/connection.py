@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from dbtool.errors import AuthenticationFailed, ConnectionFailed, DatabaseMissing, DbtoolError, SslFailed
 from dbtool.targets.prodauth import SECRET_SOURCE
-from dbtool.targets.resolve import MAINTENANCE_DATABASES, TARGET_VARIABLES, Target
+from dbtool.targets.resolve import TARGET_VARIABLES, Target
 
 if TYPE_CHECKING:
     import psycopg
@@ -18,29 +18,18 @@ if TYPE_CHECKING:
 SG_HINT = "the RDS security group may not allow this IP: run ./bin/rds-update-sg-rule"
 
 
-def connect(target: Target, *, dbname: str | None = None, autocommit: bool = False) -> psycopg.Connection:
+def connect(
+    target: Target, *, dbname: str | None = None, autocommit: bool = False, connect_timeout: int | None = None
+) -> psycopg.Connection:
     """A connection to the target's database (or ``dbname`` on the same server)."""
     import psycopg
 
     dbname = dbname or target.dbname
+    timeout = {} if connect_timeout is None else {"connect_timeout": connect_timeout}
     try:
-        return psycopg.connect(target.conninfo_for(dbname), autocommit=autocommit)
+        return psycopg.connect(target.conninfo_for(dbname), autocommit=autocommit, **timeout)
     except psycopg.OperationalError as error:
         raise connection_error(error, target, dbname) from None
-
-
-def connect_maintenance(target: Target) -> psycopg.Connection:
-    """An autocommit connection to a database other than the target's, for CREATE/DROP DATABASE."""
-    last: DatabaseMissing | None = None
-    for dbname in MAINTENANCE_DATABASES:
-        if dbname == target.dbname:
-            continue
-        try:
-            return connect(target, dbname=dbname, autocommit=True)
-        except DatabaseMissing as error:
-            last = error
-    assert last is not None
-    raise last
 
 
 def connection_error(error: Exception, target: Target, dbname: str) -> DbtoolError:

@@ -6,9 +6,10 @@ read a chunk at a time (:mod:`dbtool.engine.split`), consecutive statements go t
 as one simple-protocol query, ``COPY … FROM stdin`` data is streamed with psycopg's copy support,
 and everything runs in one transaction unless ``transaction=False``.
 
-Each batch runs under a savepoint so that, when the server's error carries no position (a
-constraint violation, say), the batch can be replayed statement by statement to name the one that
-failed. The savepoint is moved at the end of each batch's own query, costing no round trip.
+The loader speaks only to a :class:`~dbtool.engine.session.Session`: how a batch of statements or
+COPY data travels is the transport's business (:mod:`dbtool.engine.libpq`), and errors come back as
+:class:`~dbtool.engine.session.SqlError` with the offset of the failing statement, which the loader
+turns into ``file:line:column``.
 """
 
 from __future__ import annotations
@@ -24,22 +25,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
-from dbtool.engine.connection import connect
 from dbtool.engine.readahead import read_ahead
+from dbtool.engine.session import Session, SqlError, open_session
 from dbtool.engine.split import CopyEnd, MetaCommand, Run, Scanner, SplitError
 from dbtool.errors import SqlFileError
-from dbtool.targets.resolve import Target
 
 if TYPE_CHECKING:
-    import psycopg
+    from dbtool.targets.resolve import Target
 
 STDIN = "-"
-SET_CLIENT_ENCODING = b"SET client_encoding = 'UTF8'"
-SAVEPOINT = b"SAVEPOINT dbtool_batch"
-# After a batch, in the same query: if the server rejects a batch's message whole (an encoding
-# error) or fails inside it, the savepoint in place is still the one from just before the batch.
-MOVE_SAVEPOINT = b"RELEASE SAVEPOINT dbtool_batch; SAVEPOINT dbtool_batch"
-ROLLBACK_TO_SAVEPOINT = b"ROLLBACK TO SAVEPOINT dbtool_batch"
 
 ROLLED_BACK = "nothing was changed: the whole file was rolled back"
 COMMITTED_BEFORE = "statements before this one were committed"
@@ -56,7 +50,6 @@ UNSUPPORTED_IN_TRANSACTION = {
 }
 CREATE_DATABASE_HINT = "the file creates its own database (pg_dump --create); dump without -C and use dbtool create"
 _CREATE_DATABASE = re.compile(rb"(?i)create\s+database\b")
-_COPY_CONTEXT = re.compile(r"COPY [^,]*, line (\d+)")
 # SQLSTATE 25001 active_sql_transaction: CREATE DATABASE, CREATE INDEX CONCURRENTLY, VACUUM…
 ACTIVE_SQL_TRANSACTION = "25001"
 
@@ -89,32 +82,29 @@ def load_file(
     name = display_path(path)
     with open_sql(path) as stream:
         scanner = Scanner(stream)
-        with connect(target, autocommit=not transaction) as conn:
+        with open_session(target) as session:
             if on_notice is not None:
-                conn.add_notice_handler(lambda diag: on_notice(f"{diag.severity.lower()}: {diag.message_primary}"))
-            statements = run_sql(conn, scanner, name, target.dbname, transaction=transaction, on_progress=on_progress)
+                session.add_notice_handler(on_notice)
+            statements = run_sql(session, scanner, name, transaction=transaction, on_progress=on_progress)
     return LoadResult(name, statements, scanner.bytes_read, time.perf_counter() - started)
 
 
 def run_sql(
-    conn: psycopg.Connection,
+    session: Session,
     scanner: Scanner,
     name: str,
-    dbname: str,
     *,
     transaction: bool,
     commit: bool = True,
     on_progress: ProgressCallback | None = None,
     no_transaction_hint: str = NO_TRANSACTION_HINT,
 ) -> int:
-    """Run the scanned statements on an open connection; the number run.
+    """Run the scanned statements in an open session; the number run.
 
-    ``transaction`` needs a connection out of autocommit, and leaves the transaction open for the
-    caller when ``commit`` is off (a migration commits its own row with it).
+    ``transaction`` runs them in one transaction (begun here unless the caller has begun one), and
+    leaves it open for the caller when ``commit`` is off (a migration commits its own row with it).
     """
-    loader = _Loader(
-        conn, name, dbname, transaction, on_progress, commit=commit, no_transaction_hint=no_transaction_hint
-    )
+    loader = _Loader(session, name, transaction, on_progress, commit=commit, no_transaction_hint=no_transaction_hint)
     loader.load(scanner)
     return loader.statements
 
@@ -153,17 +143,16 @@ class _Loader:
 
     def __init__(
         self,
-        conn: psycopg.Connection,
+        session: Session,
         name: str,
-        dbname: str,
         transaction: bool,
         on_progress: ProgressCallback | None,
         *,
         commit: bool = True,
         no_transaction_hint: str = NO_TRANSACTION_HINT,
     ) -> None:
-        self.conn, self.cursor = conn, conn.cursor()
-        self.name, self.dbname, self.transaction, self.commit = name, dbname, transaction, commit
+        self.session = session
+        self.name, self.transaction, self.commit = name, transaction, commit
         self.on_progress = on_progress
         self.statements = 0
         self.began_at: int | None = None  # without a transaction: line of the file's open BEGIN
@@ -176,9 +165,9 @@ class _Loader:
             raise self._file_error(error.line, error.column, error.message, None) from None
 
     def _load(self, scanner: Scanner) -> None:
-        self.cursor.execute(SET_CLIENT_ENCODING)  # the file's bytes are sent as they are
-        if self.transaction:
-            self.cursor.execute(SAVEPOINT)
+        if self.transaction and not self.session.in_transaction:
+            self.session.begin()
+        self.session.start_file()
         with read_ahead(scanner) as items:
             for item in items:
                 if isinstance(item, MetaCommand):
@@ -203,49 +192,35 @@ class _Loader:
             for start, end in run.bounds:
                 self._one(run, start, end)
             return
-        import psycopg
-
-        # "\n;" closes a last statement that has no semicolon or ends in a -- comment.
-        query = run.sql + b"\n;" + MOVE_SAVEPOINT
         try:
-            self.cursor.execute(query)
-        except psycopg.Error as error:
-            if error.diag.statement_position or not error.sqlstate:
-                raise self._error(run, _error_offset(error, query, 0, run.bounds[0][0]), error) from None
-            self.cursor.execute(ROLLBACK_TO_SAVEPOINT)
-            for start, end in run.bounds:  # replay one by one so the error names its own statement
-                self._one(run, start, end)
-            raise self._error(run, run.bounds[0][0], error) from None
+            self.session.execute_batch(run)
+        except SqlError as error:
+            failed = error.run or run
+            raise self._error(failed, failed.bounds[0][0] if error.offset is None else error.offset, error) from None
 
     def _one(self, run: Run, start: int, end: int) -> None:
-        import psycopg
-
-        query = run.sql[start:end] + b"\n"
         try:
-            self.cursor.execute(query)
-        except psycopg.Error as error:
-            raise self._error(run, _error_offset(error, query, start, start), error) from None
+            self.session.execute_statement(run.sql[start:end], run.kind)
+        except SqlError as error:
+            raise self._error(run, start + (error.offset or 0), error) from None
 
     def _copy(self, run: Run, items: Iterator[object], scanner: Scanner) -> None:
-        import psycopg
+        def data() -> Iterator[bytes]:
+            for piece in items:
+                if isinstance(piece, CopyEnd):
+                    return
+                yield piece.data  # type: ignore[attr-defined]
+                if self.on_progress is not None:
+                    self.on_progress(scanner.bytes_read, self.statements)
 
         try:
-            with self.cursor.copy(run.sql) as copy:
-                for piece in items:
-                    if isinstance(piece, CopyEnd):
-                        break
-                    copy.write(piece.data)  # type: ignore[attr-defined]
-                    if self.on_progress is not None:
-                        self.on_progress(scanner.bytes_read, self.statements)
-            if self.transaction:  # a failure after this must not roll the COPY back
-                self.cursor.execute(MOVE_SAVEPOINT)
-        except psycopg.Error as error:
-            context = _COPY_CONTEXT.search(error.diag.context or "")
-            if context is None:
+            self.session.copy_in(run.sql, data())
+        except SqlError as error:
+            if error.copy_line is None:
                 raise self._error(run, 0, error) from None
-            line = run.data_line + int(context.group(1)) - 1
-            message = f"{_message(error)} ({error.diag.context.splitlines()[0]})"
-            raise self._file_error(line, 1, message, error.diag.message_hint) from None
+            line = run.data_line + error.copy_line - 1
+            context = f" ({error.context.splitlines()[0]})" if error.context else ""
+            raise self._file_error(line, 1, f"{error.describe()}{context}", error.hint) from None
 
     def _transaction_control(self, run: Run) -> None:
         if run.kind == "copy_out":
@@ -280,47 +255,45 @@ class _Loader:
         except ValueError:
             words = [meta.argument]
         dbname = _connect_dbname(words[0]) if words else None
-        if dbname in (None, "-", self.dbname) and all(word == "-" for word in words[1:]):
+        if dbname in (None, "-", self.session.dbname) and all(word == "-" for word in words[1:]):
             return
         raise self._file_error(
             meta.line,
             meta.column,
-            f"\\connect {meta.argument} would leave the target database {self.dbname}",
+            f"\\connect {meta.argument} would leave the target database {self.session.dbname}",
             "dbtool loads a file into one database; dump without --create (-C) or remove the \\connect",
         )
 
     def _check_transaction(self, run: Run) -> None:
-        from psycopg.pq import TransactionStatus
-
-        status = self.conn.info.transaction_status
+        in_transaction = self.session.in_transaction
         if not self.transaction:
-            if status == TransactionStatus.IDLE:
+            if not in_transaction:
                 self.began_at = None
             elif self.began_at is None:
                 self.began_at = run.line
             return
-        if status != TransactionStatus.INTRANS:  # a statement the splitter did not recognise ended it
+        if not in_transaction:  # a statement the splitter did not recognise ended it
             raise self._located(run, "a statement here ended dbtool's transaction", "remove it from the file")
 
     def _finish(self) -> None:
         if self.transaction:
             if self.commit:
-                self.conn.commit()
+                self.session.commit()
         elif self.began_at is not None:
-            self.conn.rollback()
+            self.session.rollback()
             raise SqlFileError(
                 f"{self.name}: the file ended inside the transaction it began at line {self.began_at}",
                 "that transaction was rolled back; add its COMMIT",
             )
 
-    def _error(self, run: Run, offset: int, error: psycopg.Error) -> SqlFileError:
+    def _error(self, run: Run, offset: int, error: SqlError) -> SqlFileError:
         line, column = run.locate(offset)
-        hint = error.diag.message_hint
+        hint = error.hint
         if error.sqlstate == ACTIVE_SQL_TRANSACTION and _CREATE_DATABASE.match(run.sql, offset):
             hint = CREATE_DATABASE_HINT
         elif error.sqlstate == ACTIVE_SQL_TRANSACTION and self.transaction:
             hint = self.no_transaction_hint
-        return self._file_error(line, column, _message(error), hint)
+        return self._file_error(line, column, error.describe(), hint)
 
     def _located(self, run: Run, message: str, hint: str) -> SqlFileError:
         return self._file_error(run.line, run.column, message, hint)
@@ -338,29 +311,6 @@ class _Loader:
 def _join(first: str | None, second: str) -> str:
     first = (first or "").rstrip(".")
     return f"{first}; {second}" if first and second else first or second
-
-
-def _message(error: psycopg.Error) -> str:
-    diag = error.diag
-    message = diag.message_primary or str(error).strip() or type(error).__name__
-    if diag.message_detail:
-        message += f" ({diag.message_detail.rstrip('.')})"
-    return message
-
-
-def _error_offset(error: psycopg.Error, query: bytes, base: int, fallback: int) -> int:
-    """Where in the run an error points: the server's position in ``query`` (which starts at
-    ``base`` in the run), or ``fallback`` when the server gave none."""
-    position = error.diag.statement_position
-    return base + _byte_offset(query, int(position)) if position else fallback
-
-
-def _byte_offset(query: bytes, position: int) -> int:
-    """Byte offset of the server's 1-based character ``position`` in ``query``."""
-    try:
-        return len(query.decode("utf-8")[: position - 1].encode("utf-8"))
-    except UnicodeDecodeError:  # a file in a one-byte encoding, declared by its own SET client_encoding
-        return position - 1
 
 
 def _connect_dbname(word: str) -> str | None:

@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import random
 import time
@@ -28,10 +29,10 @@ from typing import TYPE_CHECKING
 from dbtool import queries
 from dbtool.errors import SqlFileError
 from dbtool.migrations.files import DIRECTORY, Migration, MigrationError, Section, read_migrations
-from dbtool.targets.resolve import Target
 
 if TYPE_CHECKING:
-    import psycopg
+    from dbtool.engine.session import Session
+    from dbtool.targets.resolve import Target
 
 LOCK_KEY = int.from_bytes(hashlib.sha256(b"dbtool schema_migrations").digest()[:8], "big", signed=True)
 LOCK_POLL_SECONDS = 0.05
@@ -136,19 +137,17 @@ class Migrations:
     # -- internals -------------------------------------------------------------------------------
 
     @contextmanager
-    def _connection(self) -> Iterator[psycopg.Connection]:
-        from dbtool.engine.connection import connect
+    def _connection(self) -> Iterator[Session]:
+        from dbtool.engine.session import open_session
 
-        with connect(self.target, autocommit=True) as conn:
-            yield conn
+        with open_session(self.target) as session:
+            yield session
 
     @contextmanager
-    def _locked(self, conn: psycopg.Connection) -> Iterator[None]:
-        from psycopg.pq import TransactionStatus
-
+    def _locked(self, conn: Session) -> Iterator[None]:
         deadline = time.monotonic() + self.lock_timeout
         told = False
-        while not conn.execute(queries.get("migration_lock"), {"key": LOCK_KEY}).fetchone()[0]:  # type: ignore[index]
+        while not conn.execute(queries.get("migration_lock"), {"key": LOCK_KEY}).scalar():
             holder = _holder(conn)
             if time.monotonic() >= deadline:
                 raise MigrationError(
@@ -162,10 +161,11 @@ class Migrations:
         try:
             yield
         finally:
-            if not conn.closed:
-                if conn.info.transaction_status != TransactionStatus.IDLE:  # a failure left one open
+            from dbtool.engine.session import SqlError
+
+            with contextlib.suppress(SqlError):  # a broken connection took the lock with it
+                if conn.in_transaction:  # a failure left one open
                     conn.rollback()
-                conn.autocommit = True
                 conn.execute(queries.get("migration_unlock"), {"key": LOCK_KEY})
 
     def _check_changed(self, applied: list[Applied], allow_changed: bool, *, warn: bool = True) -> None:
@@ -214,7 +214,7 @@ class Migrations:
             )
         return migration, migration.down
 
-    def _run(self, conn: psycopg.Connection, section: Section, migration: Migration, *, record: bool) -> None:
+    def _run(self, conn: Session, section: Section, migration: Migration, *, record: bool) -> None:
         """One section and its row: in one transaction, or statement by statement with the row after."""
         import io
 
@@ -223,13 +223,11 @@ class Migrations:
 
         row_query = queries.get("migration_record" if record else "migration_forget")
         row = {"version": migration.version, "checksum": migration.checksum, "name": migration.name}
-        conn.autocommit = not section.transaction
         scanner = Scanner(io.BytesIO(section.sql))
         run_sql(
             conn,
             scanner,
             migration.display,
-            self.target.dbname,
             transaction=section.transaction,
             commit=False,
             no_transaction_hint=OUTSIDE_TRANSACTION_HINT,
@@ -237,7 +235,6 @@ class Migrations:
         conn.execute(row_query, row)
         if section.transaction:
             conn.commit()
-        conn.autocommit = True
 
 
 def entries(files: list[Migration], applied: list[Applied]) -> list[Entry]:
@@ -263,15 +260,15 @@ def _changed(row: Applied, migration: Migration) -> bool:
     return row.checksum is not None and row.checksum != migration.checksum
 
 
-def _read_applied(conn: psycopg.Connection) -> list[Applied]:
+def _read_applied(conn: Session) -> list[Applied]:
     """Applied migrations, without writing: a table dbmate made is read as it is."""
-    table = conn.execute(queries.get("migrations_table")).fetchone()
+    table = conn.execute(queries.get("migrations_table")).one()
     return _applied_rows(conn, extended=table[2]) if table is not None else []
 
 
-def _prepare_table(conn: psycopg.Connection) -> list[Applied]:
+def _prepare_table(conn: Session) -> list[Applied]:
     """Create the table, or add dbtool's columns to dbmate's, when needed; then its rows."""
-    table = conn.execute(queries.get("migrations_table")).fetchone()
+    table = conn.execute(queries.get("migrations_table")).one()
     if table is None:
         conn.execute(queries.get("migrations_create"))
     if table is None or not table[2]:
@@ -279,7 +276,7 @@ def _prepare_table(conn: psycopg.Connection) -> list[Applied]:
     return _applied_rows(conn, extended=True)
 
 
-def _applied_rows(conn: psycopg.Connection, *, extended: bool) -> list[Applied]:
+def _applied_rows(conn: Session, *, extended: bool) -> list[Applied]:
     query = queries.get("migrations_applied" if extended else "migrations_applied_versions")
     return [Applied(*row) for row in conn.execute(query)]
 
@@ -293,11 +290,9 @@ def _choose_rollback(applied: list[Applied], steps: int | None, to: str | None) 
     return [row for row in latest_first if int(row.version) > int(to)]
 
 
-def _holder(conn: psycopg.Connection) -> str:
+def _holder(conn: Session) -> str:
     key = LOCK_KEY & 0xFFFFFFFFFFFFFFFF
-    row = conn.execute(
-        queries.get("migration_lock_holder"), {"classid": key >> 32, "objid": key & 0xFFFFFFFF}
-    ).fetchone()
+    row = conn.execute(queries.get("migration_lock_holder"), {"classid": key >> 32, "objid": key & 0xFFFFFFFF}).one()
     if row is None:
         return "another session (it may have just finished)"
     pid, user, address, application, started = row

@@ -58,10 +58,10 @@ def _migration_rows(target: Target) -> tuple[int, str]:
     """INSERTs of schema_migrations' rows (as literals, applied_at kept for rollback order)."""
     from psycopg import sql
 
-    from dbtool.engine.connection import connect
+    from dbtool.engine.session import open_session
 
-    with connect(target, autocommit=True) as conn:
-        table = conn.execute(queries.get("migrations_table")).fetchone()
+    with open_session(target) as session:
+        table = session.execute(queries.get("migrations_table")).one()
         if table is None:
             return 0, ""
         schema, name, extended = table
@@ -73,14 +73,14 @@ def _migration_rows(target: Target) -> tuple[int, str]:
             sql.SQL("applied_at, version" if extended else "version"),
         )
         values = [
-            sql.SQL("({})").format(sql.SQL(", ").join(map(sql.Literal, row))).as_string(conn)
-            for row in conn.execute(query)
+            sql.SQL("({})").format(sql.SQL(", ").join(map(sql.Literal, row))).as_string()
+            for row in session.execute(query)
         ]
         if not values:
             return 0, ""
         insert = (
             sql.SQL("INSERT INTO {} ({}) VALUES\n    ")
             .format(identifier, sql.SQL(", ").join(map(sql.Identifier, columns)))
-            .as_string(conn)
+            .as_string()
         )
     return len(values), insert + ",\n    ".join(values) + ";\n"

@@ -4,17 +4,22 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from dbtool import queries
-from dbtool.engine.connection import connect_maintenance
+from dbtool.engine.session import SqlError, open_maintenance_session
 from dbtool.errors import ServerError
-from dbtool.targets.resolve import Target
+
+if TYPE_CHECKING:
+    from dbtool.engine.session import Session as SqlSession
+    from dbtool.targets.resolve import Target
 
 # PostgreSQL 13 added DROP DATABASE ... WITH (FORCE).
 FORCE_MIN_SERVER_VERSION = 130000
 CREATE = "CREATE DATABASE {}"
 DROP = "DROP DATABASE IF EXISTS {}"
 DROP_FORCE = "DROP DATABASE IF EXISTS {} WITH (FORCE)"
+DUPLICATE_DATABASE = "42P04"
 
 
 @dataclass(frozen=True)
@@ -34,17 +39,16 @@ class DropResult:
 
 def create_database(target: Target) -> bool:
     """Create the target's database; False when it already existed (not an error)."""
-    import psycopg
     from psycopg import sql
 
-    with connect_maintenance(target) as conn:
-        if _exists(conn, target.dbname):
+    with open_maintenance_session(target) as session:
+        if _exists(session, target.dbname):
             return False
         try:
-            conn.execute(sql.SQL(CREATE).format(sql.Identifier(target.dbname)))
-        except psycopg.errors.DuplicateDatabase:
-            return False  # created by someone else between our check and our CREATE
-        except psycopg.Error as error:
+            session.execute(sql.SQL(CREATE).format(sql.Identifier(target.dbname)))
+        except SqlError as error:
+            if error.sqlstate == DUPLICATE_DATABASE:
+                return False  # created by someone else between our check and our CREATE
             raise _server_error(f'cannot create database "{target.dbname}"', error) from None
     return True
 
@@ -57,20 +61,19 @@ def drop_database(
     Without ``force`` a database with sessions is left alone and the sessions are reported, so
     production is never cut from under a running application by accident.
     """
-    import psycopg
     from psycopg import sql
 
-    with connect_maintenance(target) as conn:
-        if not _exists(conn, target.dbname):
+    with open_maintenance_session(target) as session:
+        if not _exists(session, target.dbname):
             return DropResult(existed=False)
-        rows = conn.execute(queries.get("database_sessions"), {"dbname": target.dbname})
+        rows = session.execute(queries.get("database_sessions"), {"dbname": target.dbname})
         sessions = tuple(Session(*row) for row in rows)
         if sessions and not force:
             raise ServerError(
                 f'database "{target.dbname}" has {len(sessions)} other session(s): {_describe(sessions)}',
                 "stop the application, or pass --force to end them",
             )
-        if sessions and conn.info.server_version < FORCE_MIN_SERVER_VERSION:
+        if sessions and session.server_version < FORCE_MIN_SERVER_VERSION:
             raise ServerError(
                 f'database "{target.dbname}" is in use and the server is older than PostgreSQL 13',
                 "stop the sessions listed by ./bin/db-sessions, then drop again",
@@ -79,8 +82,8 @@ def drop_database(
             on_sessions(sessions)
         statement = DROP_FORCE if sessions else DROP
         try:
-            conn.execute(sql.SQL(statement).format(sql.Identifier(target.dbname)))
-        except psycopg.Error as error:
+            session.execute(sql.SQL(statement).format(sql.Identifier(target.dbname)))
+        except SqlError as error:
             raise _server_error(f'cannot drop database "{target.dbname}"', error) from None
     return DropResult(existed=True, ended=sessions)
 
@@ -89,12 +92,9 @@ def _describe(sessions: tuple[Session, ...]) -> str:
     return ", ".join(f"pid {s.pid} {s.user} {s.application or '-'}" for s in sessions)
 
 
-def _exists(conn: object, dbname: str) -> bool:
-    row = conn.execute(queries.get("database_exists"), {"dbname": dbname}).fetchone()  # type: ignore[attr-defined]
-    return bool(row and row[0])
+def _exists(session: SqlSession, dbname: str) -> bool:
+    return bool(session.execute(queries.get("database_exists"), {"dbname": dbname}).scalar())
 
 
-def _server_error(what: str, error: Exception) -> ServerError:
-    diag = getattr(error, "diag", None)
-    message = getattr(diag, "message_primary", None) or str(error).strip()
-    return ServerError(f"{what}: {message}", getattr(diag, "message_hint", None))
+def _server_error(what: str, error: SqlError) -> ServerError:
+    return ServerError(f"{what}: {error.message}", error.hint)

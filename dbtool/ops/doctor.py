@@ -27,8 +27,7 @@ from dbtool.targets.psql import PSQL_INSTALL_HINT
 from dbtool.targets.resolve import TARGET_VARIABLES, Target, resolve_target
 
 if TYPE_CHECKING:
-    import psycopg
-
+    from dbtool.engine.session import Session
     from dbtool.targets.project import Config
 
 OK, FAIL, SKIP = "ok", "fail", "skip"
@@ -302,26 +301,26 @@ def _reason(error: BaseException) -> str:
 
 def _login(target: Target) -> Login:
     """Log in as libpq does; on a missing database, ask the server about itself on a maintenance database."""
-    from dbtool.engine.connection import connect, connect_maintenance
+    from dbtool.engine.session import open_maintenance_session, open_session
 
     try:
-        with connect(target, autocommit=True) as conn:
-            return _server_facts(conn, None)
+        with open_session(target) as session:
+            return _server_facts(session, None)
     except DatabaseMissing as missing:
         try:
-            with connect_maintenance(target) as conn:
-                return _server_facts(conn, missing)
+            with open_maintenance_session(target) as session:
+                return _server_facts(session, missing)
         except ConnectionFailed:
             return Login(missing)
     except ConnectionFailed as error:
         return Login(error)
 
 
-def _server_facts(conn: psycopg.Connection, error: ConnectionFailed | None) -> Login:
-    row = conn.execute(queries.get("doctor_server")).fetchone()
+def _server_facts(session: Session, error: ConnectionFailed | None) -> Login:
+    row = session.execute(queries.get("doctor_server")).one()
     assert row is not None  # the query always returns its one row
     version, in_recovery, ssl, ssl_version = row
-    return Login(error, version, conn.info.server_version // 10000, in_recovery, ssl, ssl_version)
+    return Login(error, version, session.server_version // 10000, in_recovery, ssl, ssl_version)
 
 
 def _ssl(params: Mapping[str, str], target: Target, endpoint: Endpoint, offers_ssl: bool, login: Login) -> Check:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 from dbtool import queries
-from dbtool.engine.connection import connect, connect_maintenance
+from dbtool.engine.session import open_maintenance_session, open_session
 from dbtool.errors import DatabaseMissing
-from dbtool.targets.resolve import Target
+
+if TYPE_CHECKING:
+    from dbtool.targets.resolve import Target
 
 
 @dataclass(frozen=True)
@@ -37,9 +40,9 @@ def list_sessions(target: Target, *, include_all: bool = False) -> list[Activity
     maintenance database: the view is server-wide either way.
     """
     try:
-        conn = connect(target, autocommit=True)
+        session = open_session(target)
     except DatabaseMissing:
-        conn = connect_maintenance(target)
-    with conn:
-        rows = conn.execute(queries.get("sessions"), {"all": include_all}).fetchall()
+        session = open_maintenance_session(target)
+    with session:
+        rows = session.execute(queries.get("sessions"), {"all": include_all}).rows
     return [Activity(*row) for row in rows]

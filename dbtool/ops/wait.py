@@ -8,10 +8,13 @@ up (the server answered), and a refused login is final (waiting will not fix a p
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
-from dbtool.engine.connection import connection_error
+from dbtool.engine.session import open_session
 from dbtool.errors import AuthenticationFailed, ConnectionFailed, DatabaseMissing
-from dbtool.targets.resolve import Target
+
+if TYPE_CHECKING:
+    from dbtool.targets.resolve import Target
 
 DEFAULT_TIMEOUT = 60.0
 RETRY_SECONDS = 0.25
@@ -19,8 +22,6 @@ RETRY_SECONDS = 0.25
 
 def wait_until_up(target: Target, timeout: float = DEFAULT_TIMEOUT) -> float:
     """Seconds waited until the target's server accepted a connection; ConnectionFailed after ``timeout``."""
-    import psycopg
-
     clock = time.monotonic
     started = clock()
     deadline = started + timeout
@@ -28,10 +29,10 @@ def wait_until_up(target: Target, timeout: float = DEFAULT_TIMEOUT) -> float:
         remaining = deadline - clock()
         try:
             # Each attempt gets at most the time left (libpq counts whole seconds, at least 2).
-            psycopg.connect(target.conninfo_for(), connect_timeout=max(2, int(remaining + 0.999))).close()
+            open_session(target, connect_timeout=max(2, int(remaining + 0.999))).close()
             return clock() - started
-        except psycopg.OperationalError as error:
-            failure = connection_error(error, target, target.dbname)
+        except ConnectionFailed as error:
+            failure = error
         if isinstance(failure, DatabaseMissing):
             return clock() - started
         if isinstance(failure, AuthenticationFailed):
