@@ -8,6 +8,7 @@ A missing PostgreSQL is an error, never a skip: CI must not go green without a s
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -22,6 +23,7 @@ import pytest
 from psycopg import sql
 
 from dbtool.local.cluster import Cluster, find_bindir, free_port, service_user
+from tests.dataapi_server import DataApiServer, moto_secrets
 from tests.iam_verifier import IamTokenVerifier
 from tests.services import IpService, closed_port_url
 
@@ -64,11 +66,11 @@ class Server:
             row = conn.execute("SELECT count(*) FROM pg_database WHERE datname = %s", [dbname]).fetchone()
             return bool(row and row[0])
 
-    def dump(self, dbname: str = DBNAME) -> str:
+    def dump(self, dbname: str = DBNAME, *flags: str) -> str:
         """pg_dump of schema and data: 'exactly as before' is compared on this."""
         env = {**os.environ, "PGPASSWORD": self.password}
         result = subprocess.run(
-            [str(self.cluster.bindir / "pg_dump"), "--no-owner", "--dbname", self.url(dbname, password="")],
+            [str(self.cluster.bindir / "pg_dump"), "--no-owner", *flags, "--dbname", self.url(dbname, password="")],
             capture_output=True,
             text=True,
             env=env,
@@ -263,6 +265,46 @@ def aws(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Aws:
     }.items():
         monkeypatch.setenv(name, value)
     return Aws(moto_endpoint)
+
+
+CLUSTER_ARN = "arn:aws:rds:us-east-1:123456789012:cluster:cruddur-aurora"
+SECRET_NAME = "cruddur/aurora"
+
+
+@pytest.fixture(scope="session")
+def data_api_server(prod_server: Server, moto_endpoint: str) -> Iterator[DataApiServer]:
+    """The test-only RDS Data API over the prod-like server; secrets come from moto, as on AWS."""
+    secrets = Aws(moto_endpoint).client("secretsmanager")
+    clusters = {CLUSTER_ARN: f"127.0.0.1:{prod_server.cluster.port}"}
+    server = DataApiServer(clusters, moto_secrets(secrets), sslmode="require")
+    yield server
+    server.close()
+
+
+@dataclass(frozen=True)
+class DataApi:
+    """The prod target configured for the RDS Data API: cluster ARN and secret, no connection URL."""
+
+    server: DataApiServer
+    db: Server
+    secret_arn: str
+
+
+@pytest.fixture
+def data_api(data_api_server: DataApiServer, aws: Aws, prod_server: Server, project: Path, monkeypatch) -> DataApi:
+    data_api_server.forget_connections()
+    prod_server.reset()
+    secret = aws.client("secretsmanager").create_secret(
+        Name=SECRET_NAME,
+        SecretString=json.dumps(
+            {"engine": "postgres", "username": PROD_USER, "password": PROD_PASSWORD, "dbname": DBNAME}
+        ),
+    )
+    monkeypatch.setenv("PROD_DATA_API_CLUSTER_ARN", CLUSTER_ARN)
+    monkeypatch.setenv("PROD_DB_SECRET_ID", SECRET_NAME)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_RDS_DATA", data_api_server.endpoint)
+    data_api_server.reset_counts()
+    return DataApi(data_api_server, prod_server, secret["ARN"])
 
 
 @pytest.fixture

@@ -419,3 +419,72 @@ def test_no_progress_bar_without_a_terminal_or_for_a_small_file(local, project):
     (project / "small.sql").write_text("SELECT 1;\n")
     code, screen = in_terminal(["db-seed", "--file", str(project / "small.sql")], None, {})
     assert code == 0 and "MB" not in screen and "━" not in screen, screen
+
+
+# A file that turns standard_conforming_strings off: '\'' is a quote inside a string and '\\' one
+# backslash, as psql reads it, until the file turns it back on.
+STRINGS_OFF = r"""
+SET standard_conforming_strings = off;
+CREATE TABLE quoted (id int PRIMARY KEY, s text DEFAULT 'tab\there' CHECK (s <> 'back\\slash'), t text);
+COMMENT ON TABLE quoted IS 'it\'s a \\ comment';
+CREATE VIEW quoted_view AS SELECT 'v\\w' AS v, s FROM quoted;
+INSERT INTO quoted (id, t) VALUES (1, 'one\'s; two');
+INSERT INTO quoted (id, s, t) VALUES (2, 'x\\y', E'e\\z');
+SET standard_conforming_strings = on;
+INSERT INTO quoted (id, s, t) VALUES (3, 'a\b', 'c\\d');
+"""
+
+
+def psql_load(server, dbname: str, path) -> None:
+    subprocess.run(
+        [
+            str(server.cluster.bindir / "psql"),
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-1",
+            "-f",
+            str(path),
+            "-d",
+            server.url(dbname, password=""),
+        ],
+        capture_output=True,
+        check=True,
+        env={**os.environ, "PGPASSWORD": server.password},
+    )
+
+
+def loads_as_psql_loads(server, project, name: str, *target: str) -> None:
+    """Load ``name`` with psql into a database of its own and with dbtool into the target: same dump."""
+    server.reset("by_psql")
+    server.create("by_psql")
+    psql_load(server, "by_psql", project / name)
+    server.create()
+    run = dbtool("schema-load", *target, "--file", name)
+    assert run.code == 0, run.all
+    assert server.dump() == server.dump("by_psql")
+    server.reset("by_psql")
+
+
+def test_standard_conforming_strings_off_loads_what_psql_loads(local, project):
+    (project / "off.sql").write_text(STRINGS_OFF)
+    loads_as_psql_loads(local, project, "off.sql")
+    with psycopg.connect(local.url()) as conn:
+        rows = conn.execute("SELECT id, s, t FROM quoted ORDER BY id").fetchall()
+        comment = conn.execute("SELECT obj_description('quoted'::regclass)").fetchone()[0]
+    assert rows == [(1, "tab\there", "one's; two"), (2, "x\\y", "e\\z"), (3, "a\\b", "c\\\\d")]
+    assert comment == "it's a \\ comment"
+
+
+def test_a_dump_of_a_database_with_standard_conforming_strings_off(local, project):
+    local.reset("source")
+    local.create("source")
+    with psycopg.connect(local.url("source"), autocommit=True) as conn:
+        conn.execute("ALTER DATABASE source SET standard_conforming_strings = off")
+    with psycopg.connect(local.url("source"), autocommit=True) as conn:
+        conn.execute(STRINGS_OFF.replace("SET standard_conforming_strings = on;", ""))
+    (project / "dump.sql").write_text(pg_dump(local, "source"))
+    loads_as_psql_loads(local, project, "dump.sql")
+    assert table_contents(local.url()) == table_contents(local.url("source"))
+    local.reset("source")

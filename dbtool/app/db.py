@@ -62,8 +62,20 @@ def connect(target: str | Target = "local", *, autocommit: bool = False) -> psyc
     """
     from dbtool.engine import connection
 
-    resolved = target if isinstance(target, Target) else resolve_target(target)
+    resolved = _libpq_target(target)
     return connection.connect(resolved, autocommit=autocommit)
+
+
+def _libpq_target(target: str | Target) -> Target:
+    """The resolved target, which must be reachable by libpq: the pool holds psycopg connections."""
+    resolved = target if isinstance(target, Target) else resolve_target(target)
+    if resolved.data_api is not None:
+        raise DbtoolError(
+            f"dbtool.connect and dbtool.pool need a network connection, and {resolved.display} has none",
+            "the target goes through the RDS Data API (PROD_DATA_API_CLUSTER_ARN); in the application, use "
+            "the rds-data client, or set PROD_CONNECTION_URL where there is a route",
+        )
+    return resolved
 
 
 def pool(target: str | Target = "local", **options: Any) -> Db:
@@ -90,7 +102,7 @@ class Db:
         log_parameters: bool = False,
         **pool_options: Any,
     ) -> None:
-        self.target = target if isinstance(target, Target) else resolve_target(target)
+        self.target = _libpq_target(target)
         self.log_parameters = log_parameters
         self._options = {"min_size": min_size, "max_size": max_size, "timeout": timeout, **pool_options}
         self._pool: ConnectionPool | None = None

@@ -64,14 +64,21 @@ def session(config: Settings) -> Any:
         return aws
 
 
-def client(config: Settings, service: str, *, region: str | None = None, aws_session: Any = None) -> Any:
+def client(
+    config: Settings, service: str, *, region: str | None = None, aws_session: Any = None, attempts: int | None = None
+) -> Any:
     """A client for ``service``; an ``AWS_ENDPOINT_URL`` in ``.env`` is honoured like one in the environment."""
     from botocore.config import Config as BotoConfig
 
-    endpoint = config.get("AWS_ENDPOINT_URL")
+    # AWS_ENDPOINT_URL_<SERVICE> (e.g. AWS_ENDPOINT_URL_RDS_DATA) before AWS_ENDPOINT_URL, as botocore orders them.
+    endpoint = config.get(f"AWS_ENDPOINT_URL_{service.upper().replace('-', '_')}") or config.get("AWS_ENDPOINT_URL")
     options: dict[str, Any] = {
         # Fail in seconds, not after botocore's default 60 s x 5 attempts, when AWS is unreachable.
-        "config": BotoConfig(connect_timeout=5, read_timeout=20, retries={"max_attempts": 3, "mode": "standard"}),
+        "config": BotoConfig(
+            connect_timeout=5,
+            read_timeout=20,
+            retries={"total_max_attempts": attempts} if attempts else {"max_attempts": 3, "mode": "standard"},
+        ),
     }
     if endpoint is not None and endpoint.source != "environment":
         options["endpoint_url"] = endpoint.value  # botocore reads the environment's own copy itself

@@ -7,6 +7,7 @@ Nothing here imports psycopg, rich or botocore at module level, so ``dbtool --he
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import sys
@@ -16,6 +17,7 @@ from typing import Any
 
 import click
 
+from dbtool.engine.session import SqlError
 from dbtool.errors import DbtoolError, ProductionRefused
 
 TARGET_NAMES = ("local", "prod")
@@ -41,6 +43,10 @@ class DbtoolGroup(click.Group):
             if debug:
                 raise
             _fail(str(error), error.exit_code)
+        except SqlError as error:  # a statement's error that no file or migration could place
+            if debug:
+                raise
+            _fail(f"{error.describe()} ({error.hint})" if error.hint else error.describe(), 1)
         except Exception as error:
             if debug or not _is_database_error(error):
                 raise
@@ -85,6 +91,7 @@ def resolve(name: str) -> Any:
 
     ctx = click.get_current_context()
     target = resolve_target(name, connect_timeout=ctx.find_root().obj["connect_timeout"])
+    target = dataclasses.replace(target, report=lambda message: click.echo(message, err=True))
     _secrets.append(target.redact)
     if "started" in target.sources:
         click.echo(target.sources["started"], err=True)

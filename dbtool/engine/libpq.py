@@ -36,6 +36,7 @@ class LibpqSession:
     """A psycopg connection in autocommit behind the session interface."""
 
     transport = "libpq"
+    session_locks = True
 
     def __init__(self, conn: psycopg.Connection, dbname: str) -> None:
         self.conn, self.cursor, self.dbname = conn, conn.cursor(), dbname
@@ -120,6 +121,9 @@ class LibpqSession:
 
     def start_file(self) -> None:
         self._run(SET_CLIENT_ENCODING)  # the file's bytes are sent as they are
+
+    def flush(self) -> None:
+        """Nothing is held back: each batch is sent when it is given."""
 
     def begin(self) -> None:
         self._run(b"BEGIN")

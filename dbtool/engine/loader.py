@@ -155,6 +155,7 @@ class _Loader:
         self.name, self.transaction, self.commit = name, transaction, commit
         self.on_progress = on_progress
         self.statements = 0
+        self.last_run = Run(b"", 1, 1, [])  # the latest run sent, for errors that surface after it
         self.began_at: int | None = None  # without a transaction: line of the file's open BEGIN
         self.no_transaction_hint = no_transaction_hint  # what to do about CREATE INDEX CONCURRENTLY & co
 
@@ -175,13 +176,14 @@ class _Loader:
                     continue
                 if not isinstance(item, Run):  # pragma: no cover - COPY data is taken by _copy
                     raise AssertionError(f"unexpected {item!r}")
-                if item.kind in (None, "encoding"):
+                if item.kind in (None, "encoding", "strings"):
                     self._ordinary(item)
                 elif item.kind == "copy_in":
                     self._copy(item, items, scanner)
                 else:
                     self._transaction_control(item)
                 self.statements += len(item)
+                self.last_run = item
                 if self.on_progress is not None:
                     self.on_progress(scanner.bytes_read, self.statements)
                 self._check_transaction(item)
@@ -195,14 +197,13 @@ class _Loader:
         try:
             self.session.execute_batch(run)
         except SqlError as error:
-            failed = error.run or run
-            raise self._error(failed, failed.bounds[0][0] if error.offset is None else error.offset, error) from None
+            raise self._sql_error(error, run, 0) from None
 
     def _one(self, run: Run, start: int, end: int) -> None:
         try:
             self.session.execute_statement(run.sql[start:end], run.kind)
         except SqlError as error:
-            raise self._error(run, start + (error.offset or 0), error) from None
+            raise self._sql_error(error, run, start) from None
 
     def _copy(self, run: Run, items: Iterator[object], scanner: Scanner) -> None:
         def data() -> Iterator[bytes]:
@@ -217,7 +218,7 @@ class _Loader:
             self.session.copy_in(run.sql, data())
         except SqlError as error:
             if error.copy_line is None:
-                raise self._error(run, 0, error) from None
+                raise self._sql_error(error, run, 0) from None
             line = run.data_line + error.copy_line - 1
             context = f" ({error.context.splitlines()[0]})" if error.context else ""
             raise self._file_error(line, 1, f"{error.describe()}{context}", error.hint) from None
@@ -276,15 +277,29 @@ class _Loader:
             raise self._located(run, "a statement here ended dbtool's transaction", "remove it from the file")
 
     def _finish(self) -> None:
+        try:
+            self.session.flush()  # statements the transport held back fail here, if they fail
+        except SqlError as error:
+            raise self._sql_error(error, self.last_run, 0) from None
         if self.transaction:
             if self.commit:
-                self.session.commit()
+                try:
+                    self.session.commit()
+                except SqlError as error:  # a deferred constraint, say: it belongs to the whole file
+                    raise self._file_error(self.last_run.line, 1, error.describe(), error.hint) from None
         elif self.began_at is not None:
             self.session.rollback()
             raise SqlFileError(
                 f"{self.name}: the file ended inside the transaction it began at line {self.began_at}",
                 "that transaction was rolled back; add its COMMIT",
             )
+
+    def _sql_error(self, error: SqlError, run: Run, start: int) -> SqlFileError:
+        """A statement's error at its place in the file: ``start`` plus its offset in ``run``, or wherever
+        the transport says it belongs (statements it held back from an earlier run)."""
+        if error.run is not None:
+            run, start = error.run, 0
+        return self._error(run, start + (error.offset or 0), error)
 
     def _error(self, run: Run, offset: int, error: SqlError) -> SqlFileError:
         line, column = run.locate(offset)

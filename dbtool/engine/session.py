@@ -78,6 +78,7 @@ class Session(Protocol):
 
     dbname: str
     transport: str  # "libpq" or "data-api", for messages
+    session_locks: bool  # whether a session-level advisory lock lasts (not over the Data API's pooled calls)
 
     @property
     def server_version(self) -> int: ...  # PostgreSQL's server_version_num, e.g. 150008
@@ -113,6 +114,10 @@ class Session(Protocol):
         """Get ready to run a file's bytes as written (libpq: the file is UTF-8 unless it says otherwise)."""
         ...
 
+    def flush(self) -> None:
+        """Send what :meth:`execute_batch` held back; its errors point at their runs."""
+        ...
+
     def begin(self) -> None: ...
 
     def commit(self) -> None: ...
@@ -135,6 +140,10 @@ def open_session(target: Target, *, dbname: str | None = None, connect_timeout: 
 
     Connection failures raise :class:`~dbtool.errors.ConnectionFailed` and its subclasses, with a hint.
     """
+    if target.data_api is not None:
+        from dbtool.engine.dataapi import open_data_api
+
+        return open_data_api(target, dbname=dbname)
     from dbtool.engine.libpq import open_libpq
 
     return open_libpq(target, dbname=dbname, connect_timeout=connect_timeout)

@@ -48,7 +48,7 @@ _FAST_STATEMENT = re.compile(
     rb"(?:[" + _WS + rb"]++|--[^\n]*+\n)*+"  # leading blanks and -- comments, which psql drops too
     # Not a statement whose first word matters (see _kind and psqlscan.l's CREATE FUNCTION rule), and
     # not one opening with a string such as U&'…' or B'…', after which psql's first word comes later.
-    rb"(?P<sql>(?!(?i:create|copy|begin|start|commit|end|rollback|abort|savepoint|release|prepare|set)\b)"
+    rb"(?P<sql>(?!(?i:create|copy|begin|start|commit|end|rollback|abort|savepoint|release|prepare|set|reset)\b)"
     rb"(?![A-Za-z]&?['\"])[A-Za-z](?:" + _ATOM + rb"|" + _nested(2) + rb")*+;)"
 )
 
@@ -77,7 +77,9 @@ _KIND = re.compile(
     rb"|(?P<commit>commit\b|end\b)"
     rb"|(?P<rollback>rollback\b|abort\b)"
     rb"|(?P<encoding>set\s+(?:session\s+)?(?:client_encoding|names)\b)"
+    rb"|(?P<strings>(?:set\s+(?:session\s+|local\s+)?|reset\s+)standard_conforming_strings\b|reset\s+all\b)"
 )
+_STRINGS_VALUE = re.compile(rb"(?i)standard_conforming_strings\s*(?:=|\bto\b)\s*'?(\w+)")
 _NAME = rb'(?:"(?:[^"]|"")*"|[^\s("]+)'
 _COPY_DIRECTION = re.compile(
     rb"(?is)copy\s+(?:binary\s+)?(?:\(.*\)|" + _NAME + rb"(?:\s*\.\s*" + _NAME + rb")*(?:\s*\([^)]*\))?)"
@@ -105,8 +107,10 @@ class Run:
     ``bounds`` holds each statement's (start, end) offset in ``sql``. ``kind`` is None for ordinary
     statements; a statement with a kind is always alone in its run: ``copy_in``, ``copy_out``,
     the file's own transaction control (``begin``, ``commit``, ``rollback``, ``savepoint``,
-    ``twophase``), and ``encoding`` (``SET client_encoding``: the server decodes each query message
-    whole, so statements after it must travel in a new one).
+    ``twophase``), ``encoding`` (``SET client_encoding``: the server decodes each query message
+    whole, so statements after it must travel in a new one) and ``strings`` (``SET
+    standard_conforming_strings``: the server parses a message whole before running any of it, so
+    statements after it must travel in a new one too).
     """
 
     sql: bytes
@@ -115,6 +119,7 @@ class Run:
     bounds: list[tuple[int, int]]
     kind: str | None = None
     data_line: int = 0  # for copy_in: the file line where the data starts
+    standard_strings: bool = True  # False after SET standard_conforming_strings = off: '…' strings take \ escapes
 
     def __len__(self) -> int:
         return len(self.bounds)
@@ -178,6 +183,9 @@ class Scanner:
         self._buf = self._pending = b""
         self._eof = False
         self._first = True  # a byte order mark is dropped from the first read
+        # standard_conforming_strings: on by default since PostgreSQL 9.1; a file (a dump of a database
+        # with it off) may turn it off, and then '\'' inside a string is a quote, as psql reads it.
+        self.standard_strings = True
         self._line = self._column = 1  # line and column (characters) at _buf[_mark]
         self._mark = 0
 
@@ -185,7 +193,8 @@ class Scanner:
         pos = 0
         bounds: list[tuple[int, int]] = []
         while True:
-            match = _FAST_STATEMENT.match(self._buf, pos)
+            # The fast path reads '…' the standard way; with backslash escapes every statement goes slow.
+            match = _FAST_STATEMENT.match(self._buf, pos) if self.standard_strings else None
             if match is not None:
                 bounds.append((match.start("sql"), match.end()))
                 pos = match.end()
@@ -195,7 +204,7 @@ class Scanner:
                 bounds = []
                 continue
             try:
-                found = _scan_statement(self._buf, pos, self._eof)
+                found = _scan_statement(self._buf, pos, self._eof, backslashes=not self.standard_strings)
             except _Unsupported as error:
                 raise SplitError(error.message, *self._position(error.offset)) from None
             if found is None:  # the statement goes on past the buffer: hand out what is done, read on
@@ -231,11 +240,14 @@ class Scanner:
         line, column = self._position(first)
         sql = self._buf[first:last]
         shifted = [(start - first, end - first) for start, end in bounds]
-        return Run(sql, line, column, shifted, kind)
+        return Run(sql, line, column, shifted, kind, standard_strings=self.standard_strings)
 
     def _special(self, kind: str, start: int, end: int) -> Generator[Item, None, int]:
         if kind != "copy_in":
-            yield self._run([(start, end)], kind)
+            run = self._run([(start, end)], kind)
+            if kind == "strings":  # how psql and the server read every '…' after this statement
+                self.standard_strings = _standard_strings(self._buf[start:end])
+            yield run
             return end
         rest = _LINE_REST.match(self._buf, end)
         if rest is None:
@@ -324,6 +336,12 @@ def _chars(data: bytes) -> int:
     return len(data) if data.isascii() else len(data.decode("utf-8", "replace"))
 
 
+def _standard_strings(statement: bytes) -> bool:
+    """The value a ``SET``/``RESET standard_conforming_strings`` (or ``RESET ALL``) statement leaves."""
+    value = _STRINGS_VALUE.search(statement)
+    return value is None or value.group(1).lower() not in (b"off", b"false", b"no", b"0", b"of", b"f", b"n")
+
+
 def _kind(buf: bytes, start: int, end: int) -> str | None:
     """What a statement needs beyond being sent: COPY data, or the file's own transaction control."""
     start = _first_word(buf, start, end)
@@ -348,7 +366,7 @@ def _first_word(buf: bytes, pos: int, end: int) -> int:
     return pos
 
 
-def _scan_statement(buf: bytes, pos: int, final: bool) -> tuple[int, int, bool] | None:
+def _scan_statement(buf: bytes, pos: int, final: bool, *, backslashes: bool = False) -> tuple[int, int, bool] | None:
     """The next statement from ``pos`` as (start of content, end, is-meta-command), as psql splits.
 
     ``start`` is -1 when only blanks, ``--`` comments or a lone ``;`` came before ``end``. Returns
@@ -393,7 +411,7 @@ def _scan_statement(buf: bytes, pos: int, final: bool) -> tuple[int, int, bool] 
         if byte == 0x2F:  # /*
             pos = _skip_block_comment(buf, at)
         elif byte == 0x27:  # '
-            pos = _skip_string(buf, at)
+            pos = _skip_string(buf, at, backslashes)
         elif byte == 0x22:  # "
             pos = _skip_quoted(buf, at + 1, b'"')
         elif byte == 0x24:  # $
@@ -449,8 +467,9 @@ def _skip_block_comment(buf: bytes, at: int) -> int:
     return -1
 
 
-def _skip_string(buf: bytes, at: int) -> int:
-    if at and buf[at - 1 : at] in (b"e", b"E") and not _continues_word(buf, at - 1):
+def _skip_string(buf: bytes, at: int, backslashes: bool = False) -> int:
+    """End of a '…' string: E'…' (and every string while standard_conforming_strings is off) takes \\ escapes."""
+    if backslashes or (at and buf[at - 1 : at] in (b"e", b"E") and not _continues_word(buf, at - 1)):
         body = _E_STRING_BODY.match(buf, at + 1)
         return body.end() if body else -1
     return _skip_quoted(buf, at + 1, b"'")

@@ -8,7 +8,10 @@
 * **One run at a time**: a session-level advisory lock, taken before the applied versions are read.
   It is polled with ``pg_try_advisory_lock`` rather than waited on: a session blocked inside
   ``pg_advisory_lock`` holds a snapshot, and the holder's ``CREATE INDEX CONCURRENTLY`` waits for
-  every such snapshot, which would deadlock the two.
+  every such snapshot, which would deadlock the two. Through the RDS Data API, whose calls share
+  pooled connections, a session lock means nothing: each migration instead takes a
+  transaction-scoped lock inside its own transaction and reads the applied versions again under it
+  (``transaction:false`` sections run without one).
 * **Trust**: an applied migration whose up section changed since stops ``migrate`` (both checksums
   shown) unless allowed; a pending migration older than the newest applied one is applied with a
   warning, or refused with ``strict``.
@@ -111,6 +114,8 @@ class Migrations:
             pending = self._pending_in_order(applied, strict)
             for migration in pending:
                 try:
+                    if not self._claim(conn, migration.version, applied=False, transaction=migration.up.transaction):
+                        continue  # another run applied it since this one read the table
                     self._run(conn, migration.up, migration, record=True)
                 except SqlFileError as error:
                     raise _after(error, done) from None
@@ -127,6 +132,8 @@ class Migrations:
             plans = [(row, self._down_of(row, by_version)) for row in chosen]  # all checked before any runs
             for row, (migration, down) in plans:
                 try:
+                    if not self._claim(conn, row.version, applied=True, transaction=down.transaction):
+                        continue  # another run rolled it back since this one read the table
                     self._run(conn, down, migration, record=False)
                 except SqlFileError as error:
                     raise _after(error, done, verb="rolled back") from None
@@ -145,9 +152,25 @@ class Migrations:
 
     @contextmanager
     def _locked(self, conn: Session) -> Iterator[None]:
+        if not conn.session_locks:  # each migration locks inside its own transaction (_claim)
+            yield
+            return
+        self._wait_for_lock(conn, "migration_lock")
+        try:
+            yield
+        finally:
+            from dbtool.engine.session import SqlError
+
+            with contextlib.suppress(SqlError):  # a broken connection took the lock with it
+                if conn.in_transaction:  # a failure left one open
+                    conn.rollback()
+                conn.execute(queries.get("migration_unlock"), {"key": LOCK_KEY})
+
+    def _wait_for_lock(self, conn: Session, query: str) -> None:
+        """Poll the advisory lock ``query`` takes until it is ours, naming who holds it meanwhile."""
         deadline = time.monotonic() + self.lock_timeout
         told = False
-        while not conn.execute(queries.get("migration_lock"), {"key": LOCK_KEY}).scalar():
+        while not conn.execute(queries.get(query), {"key": LOCK_KEY}).scalar():
             holder = _holder(conn)
             if time.monotonic() >= deadline:
                 raise MigrationError(
@@ -158,15 +181,20 @@ class Migrations:
                 self.report(f"waiting for the migration lock held by {holder}")
                 told = True
             time.sleep(LOCK_POLL_SECONDS * (1 + random.random()))
-        try:
-            yield
-        finally:
-            from dbtool.engine.session import SqlError
 
-            with contextlib.suppress(SqlError):  # a broken connection took the lock with it
-                if conn.in_transaction:  # a failure left one open
-                    conn.rollback()
-                conn.execute(queries.get("migration_unlock"), {"key": LOCK_KEY})
+    def _claim(self, conn: Session, version: str, *, applied: bool, transaction: bool) -> bool:
+        """Without session locks (the Data API): begin the section's transaction, take the lock inside it,
+        and check that ``version`` is still ``applied`` (or not) as planned; False, with nothing begun, if not."""
+        if conn.session_locks:
+            return True
+        if transaction:
+            conn.begin()
+            self._wait_for_lock(conn, "migration_lock_xact")
+        if (version in {row.version for row in _applied_rows(conn, extended=True)}) == applied:
+            return True
+        if conn.in_transaction:
+            conn.rollback()
+        return False
 
     def _check_changed(self, applied: list[Applied], allow_changed: bool, *, warn: bool = True) -> None:
         by_version = {migration.version: migration for migration in self.files}

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from dbtool import queries
 from dbtool.errors import DbtoolError, ToolMissing
-from dbtool.targets.psql import find_pg_dump, password_environment
+from dbtool.targets.psql import find_pg_dump, password_environment, require_network_route
 from dbtool.targets.resolve import Target
 
 MISMATCH = re.compile(r"server version: (?P<server>[\d.]+).*?pg_dump version: (?P<client>[\d.]+)", re.S)
@@ -22,6 +22,7 @@ ROWS_HEADER = "\n--\n-- Applied migrations (dbtool schema dump): loading this fi
 
 def dump_schema(target: Target, path: Path) -> int:
     """Write the target's schema and applied migrations to ``path``; the number of migration rows."""
+    require_network_route(target, "schema dump (pg_dump)")
     schema = _pg_dump(target)
     rows = _migration_rows(target)
     text = schema + (ROWS_HEADER + rows[1] if rows[0] else "")

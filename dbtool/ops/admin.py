@@ -59,8 +59,10 @@ def drop_database(
     """Drop the target's database; with ``force``, end its other sessions (named first via ``on_sessions``).
 
     Without ``force`` a database with sessions is left alone and the sessions are reported, so
-    production is never cut from under a running application by accident.
+    production is never cut from under a running application by accident. Through the RDS Data
+    API it is always forced: the API's own pooled connections are sessions that never go away.
     """
+    force = force or target.data_api is not None
     from psycopg import sql
 
     with open_maintenance_session(target) as session:

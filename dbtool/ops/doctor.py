@@ -93,6 +93,11 @@ def diagnose(
         yield from _skipped(STEPS[1:-1], "needs a configuration")
         yield check_psql(None)
         return
+    if target.data_api is not None:
+        from dbtool.ops.doctor_data_api import diagnose_data_api
+
+        yield from diagnose_data_api(target)
+        return
     for check in _diagnose(target):
         hint = target.redact(check.hint) if check.hint else None
         yield Check(check.step, check.status, target.redact(check.detail), hint)

@@ -29,7 +29,8 @@ def wait_until_up(target: Target, timeout: float = DEFAULT_TIMEOUT) -> float:
         remaining = deadline - clock()
         try:
             # Each attempt gets at most the time left (libpq counts whole seconds, at least 2).
-            open_session(target, connect_timeout=max(2, int(remaining + 0.999))).close()
+            with open_session(target, connect_timeout=max(2, int(remaining + 0.999))) as session:
+                session.execute("SELECT 1")  # the Data API opens nothing until a call: make one
             return clock() - started
         except ConnectionFailed as error:
             failure = error

@@ -95,7 +95,8 @@ def apply_tls(params: dict[str, str], sources: dict[str, str], config: Config) -
         raise DbtoolError(f"sslmode={mode} needs a CA bundle to verify the server with, and none is set", BUNDLE_HINT)
 
 
-def _apply_secret(params: dict[str, str], sources: dict[str, str], config: Config, secret_id: str) -> None:
+def get_secret(config: Config, secret_id: str) -> dict[str, Any]:
+    """Secrets Manager's GetSecretValue answer for ``secret_id`` (its ARN and SecretString), or an AwsError."""
     from dbtool.aws.clients import aws_errors, client
 
     secrets = client(config, "secretsmanager")
@@ -104,7 +105,11 @@ def _apply_secret(params: dict[str, str], sources: dict[str, str], config: Confi
         actions=SECRET_ACTIONS,
         not_found={"ResourceNotFoundException": f"{missing} (check {SECRET_VARIABLE} and AWS_DEFAULT_REGION)"},
     ):
-        response = secrets.get_secret_value(SecretId=secret_id)
+        return secrets.get_secret_value(SecretId=secret_id)  # type: ignore[no-any-return]
+
+
+def _apply_secret(params: dict[str, str], sources: dict[str, str], config: Config, secret_id: str) -> None:
+    response = get_secret(config, secret_id)
     values = _secret_fields(response.get("SecretString"), secret_id)
     where = f"{SECRET_SOURCE}{secret_id}"
     params["user"] = str(values["username"])

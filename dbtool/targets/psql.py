@@ -11,14 +11,25 @@ import os
 import shutil
 from collections.abc import Sequence
 
-from dbtool.errors import ToolMissing
+from dbtool.errors import DbtoolError, ToolMissing
 from dbtool.targets.resolve import Target
 
 PSQL_INSTALL_HINT = "install the PostgreSQL client: apt-get install postgresql-client, or brew install libpq"
 
 
+def require_network_route(target: Target, program: str) -> None:
+    """psql and pg_dump speak libpq: a Data API target has no network route for them."""
+    if target.data_api is not None:
+        raise DbtoolError(
+            f"{program} needs a network route to the database, and {target.display} has none",
+            "the prod target goes through the RDS Data API (PROD_DATA_API_CLUSTER_ARN); "
+            "from a machine with a route, set PROD_CONNECTION_URL instead",
+        )
+
+
 def psql_invocation(target: Target, extra_args: Sequence[str] = ()) -> tuple[str, list[str], dict[str, str]]:
     """The psql executable, its argv and its environment for this target."""
+    require_network_route(target, "psql")
     psql = shutil.which("psql")
     if psql is None:
         raise ToolMissing("psql is not installed", PSQL_INSTALL_HINT)

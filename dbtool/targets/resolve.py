@@ -16,6 +16,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 from dbtool.errors import DbtoolError, MalformedUrl, TargetNotConfigured
+from dbtool.targets.dataapi import DataApiAddress, resolve_data_api
 from dbtool.targets.prodauth import SECRET_VARIABLE, apply_credentials, apply_tls
 from dbtool.targets.project import Config, find_root
 
@@ -36,7 +37,9 @@ class Target:
     """A resolved target. ``conninfo`` holds the password, so it is kept out of ``repr``.
 
     ``password_source``, when set (RDS IAM auth), makes a new password for every connection; its
-    ``issued`` attribute, if any, lists recent ones for :meth:`redact`.
+    ``issued`` attribute, if any, lists recent ones for :meth:`redact`. ``data_api``, when set, sends
+    everything through the RDS Data API and ``conninfo`` is empty. ``report`` is how the target
+    tells its user that it waits (a resuming Aurora cluster); the CLI points it at stderr.
     """
 
     name: str
@@ -46,6 +49,8 @@ class Target:
     root: Path
     sources: Mapping[str, str] = field(default_factory=dict)
     password_source: Callable[[], str] | None = field(default=None, repr=False, compare=False)
+    data_api: DataApiAddress | None = None
+    report: Callable[[str], None] | None = field(default=None, repr=False, compare=False)
 
     @property
     def params(self) -> dict[str, str]:
@@ -63,6 +68,8 @@ class Target:
     @property
     def display(self) -> str:
         """``user@host:port/db``: how a target is shown anywhere, never with its password."""
+        if self.data_api is not None:
+            return f"{self.data_api.cluster}/{self.dbname} (RDS Data API)"
         params = self.params
         user = params.get("user") or getpass.getuser()
         host = params.get("host") or params.get("hostaddr") or "localhost"
@@ -102,6 +109,8 @@ def resolve_target(
     if name not in TARGET_VARIABLES:
         raise DbtoolError(f"unknown target {name!r}", "use 'local' or 'prod'")
     config = config or Config(find_root())
+    if name == "prod" and (target := _data_api_target(config)) is not None:
+        return target
     variable = TARGET_VARIABLES[name]
     setting = config.get(variable)
     is_prod = name == "prod"
@@ -141,6 +150,15 @@ def resolve_target(
         sources=MappingProxyType(sources),
         password_source=password_source,
     )
+
+
+def _data_api_target(config: Config) -> Target | None:
+    sources: dict[str, str] = {}
+    found = resolve_data_api(config, sources)
+    if found is None:
+        return None
+    address, dbname = found
+    return Target("prod", "", dbname, True, config.root, MappingProxyType(sources), data_api=address)
 
 
 def _embedded_allowed(config: Config) -> bool:

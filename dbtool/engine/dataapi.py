@@ -1,0 +1,533 @@
+"""The RDS Data API transport: a :class:`~dbtool.engine.session.Session` over HTTPS calls to ``rds-data``.
+
+Aurora reached with no network route: each statement is one ``ExecuteStatement`` call signed with
+IAM, and the facts of that API (``shared/notes/rds-data-api.md``) shape everything here:
+
+* **one statement per call**: the splitter has already cut the file where psql would;
+* **atomic only inside an API transaction** (BeginTransaction … CommitTransaction), which AWS ends
+  at the first error and after 3 minutes without a call: the loader never waits inside one;
+* **few calls**: a call costs tens of milliseconds, so consecutive single-row INSERTs into the same
+  table and columns travel as one multi-row INSERT (PostgreSQL coerces each VALUES row to the
+  target columns on its own, so the rows mean what they meant alone), up to 65,536 characters;
+* **COPY … FROM stdin** has no Data API form: its rows become INSERT … SELECT from one JSON
+  parameter per call, each column cast to its real type (:mod:`dbtool.engine.copyrows`);
+* **errors** arrive as one string (``ERROR: …; Detail: …; Hint: …; Position: N; SQLState: …``),
+  parsed back into PostgreSQL's fields so the loader can name ``file:line:column``;
+* **retries**: botocore's own are off (a 504 on a write may have run); a paused Serverless v2
+  cluster (DatabaseResumingException: nothing ran) is waited for, bounded, and said so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import decimal
+import json
+import re
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from dbtool.engine.session import Params, Result, SqlError
+from dbtool.targets.dataapi import CLUSTER_VARIABLE, DataApiAddress
+
+if TYPE_CHECKING:
+    from dbtool.engine.split import Run
+    from dbtool.targets.resolve import Target
+
+MAX_SQL_CHARS = 65_536
+INVALID_CATALOG_NAME = "3D000"  # a login to a database that does not exist
+LOGIN_REFUSED = ("28P01", "28000")  # invalid_password, invalid_authorization_specification
+CREATE_HINT = "create it with ./bin/db-create prod"
+NOT_UTF8 = "this statement is not UTF-8 text, and the RDS Data API carries only UTF-8"
+OTHER_ENCODING = "the file sets a client_encoding other than UTF-8, and the RDS Data API carries only UTF-8"
+CONVERT_HINT = "convert the file to UTF-8 (iconv -f LATIN1 -t UTF-8, say) and drop its SET client_encoding"
+SETTING_LOST = "a session setting does not last past its own call through the RDS Data API"
+SETTING_HINT = "load without --no-transaction: inside the load's one Data API transaction it lasts to the end"
+_UTF8_SETTING = re.compile(r"(?i)'?\butf-?8\b'?\s*;?\s*$")
+# SET, RESET and set_config(…, false) last for the session, which Data API calls outside a transaction do not share.
+_SESSION_SETTING = re.compile(
+    r"(?is)\s*(?:set\s+(?!local\b|transaction\b|constraints\b|session\s+characteristics\b)|reset\b"
+    r"|select\s+(?:pg_catalog\s*\.\s*)?set_config\s*\(.*,\s*false\s*\)\s*;?\s*$)"
+)
+RESUME_TIMEOUT = 120.0  # a paused cluster wakes in 10-30 s
+RESUME_POLL = (1.0, 2.0, 4.0, 8.0)
+# A psycopg-style placeholder in our own queries: %(name)s, %s, or a literal %%.
+_PERCENT = re.compile(r"%\((\w+)\)s|%s|%%")
+_ERROR_TAIL = re.compile(r"; SQLState: (?P<sqlstate>\w{5})\s*$")
+_POSITION_TAIL = re.compile(r"; Position: (?P<position>\d+)\s*$")
+_INSERT = re.compile(
+    rb"(?is)\s*(?P<head>insert\s+into\s+(?P<table>(?:\"(?:[^\"]|\"\")*\"|[\w$]+)(?:\s*\.\s*(?:\"(?:[^\"]|\"\")*\"|[\w$]+))*)"
+    rb"\s*(?:\((?:[^()\"]|\"(?:[^\"]|\"\")*\")*\))?\s*values)\s*(?P<row>\(.*\))\s*;?\s*"
+)
+_ROW_TOKEN = re.compile(rb"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|--|/\*|\$|[()]|[eE]'")
+_TIMESTAMP_TYPES = {"timestamp", "timestamptz"}
+
+
+class DataApiSession:
+    """One database on an Aurora cluster, through the RDS Data API."""
+
+    transport = "data-api"
+    session_locks = False  # each call may land on another pooled backend
+
+    def __init__(self, client: Any, address: DataApiAddress, dbname: str, report: Callable[[str], None]) -> None:
+        self.client, self.address, self.dbname, self.report = client, address, dbname, report
+        self.calls = 0
+        self._transaction: str | None = None
+        self._failed = False
+        self._version: int | None = None
+        self._statement_triggers: dict[str, bool] = {}  # table -> has statement-level INSERT triggers
+        self._pending: _Rows | None = None  # single-row INSERTs held back to travel together
+
+    # -- the session interface ----------------------------------------------------------------------
+
+    @property
+    def server_version(self) -> int:
+        if self._version is None:
+            self._version = int(self.execute("SHOW server_version_num").scalar())
+        return self._version
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._transaction is not None
+
+    @property
+    def transaction_failed(self) -> bool:
+        return self._failed
+
+    def execute(self, query: Any, params: Params = None) -> Result:
+        self._flush()
+        sql, parameters = _render(query, params)
+        response = self._statement(sql, parameters, metadata=True)
+        return _result(response)
+
+    def execute_batch(self, run: Run) -> None:
+        for start, end in run.bounds:
+            # Rows are read the standard way; with backslash escapes on, each statement goes alone.
+            insert = _single_row_insert(run.sql, start, end) if run.standard_strings else None
+            if insert is not None and self._may_combine(insert):
+                self._hold(run, start, insert)
+                continue
+            self._flush()
+            self._statement_triggers.clear()  # this statement may create one
+            self._one(run, start, end)
+
+    def execute_statement(self, sql: bytes, kind: str | None = None) -> None:
+        self._flush()
+        if kind == "begin":
+            self.begin()
+        elif kind == "commit":
+            self.commit()
+        elif kind == "rollback":
+            self.rollback()
+        else:
+            self._file_statement(sql, sql, 0, kind)
+
+    def copy_in(self, statement: bytes, data: Iterator[bytes]) -> None:
+        from dbtool.engine.copyrows import copy_as_inserts
+
+        self._flush()
+        copy_as_inserts(self, statement, data)
+
+    def start_file(self) -> None:
+        self._statement_triggers.clear()
+
+    def flush(self) -> None:
+        self._flush()
+
+    def begin(self) -> None:
+        self._flush()
+        response = self._call("begin_transaction", database=self.dbname)
+        self._transaction, self._failed = response["transactionId"], False
+
+    def commit(self) -> None:
+        self._flush()
+        transaction, self._transaction = self._transaction, None
+        if transaction is not None:
+            self._call("commit_transaction", transactionId=transaction)
+
+    def rollback(self) -> None:
+        self._pending = None
+        transaction, self._transaction = self._transaction, None
+        if transaction is not None and not self._failed:
+            self._call("rollback_transaction", transactionId=transaction)
+        self._failed = False
+
+    def add_notice_handler(self, handler: Callable[[str], None]) -> None:
+        """The Data API returns no notices."""
+
+    def close(self) -> None:
+        if self._transaction is not None:  # an error on the way out: AWS would roll it back in 3 minutes
+            from dbtool.errors import DbtoolError
+
+            with contextlib.suppress(SqlError, DbtoolError):  # closing after another error; AWS expires it anyway
+                self.rollback()
+
+    def __enter__(self) -> DataApiSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- statements -----------------------------------------------------------------------------------
+
+    def statement(self, sql: str, parameters: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        """One statement with Data API parameters, in the current transaction if any (for copyrows)."""
+        return self._statement(sql, parameters or [], metadata=False)
+
+    def _one(self, run: Run, start: int, end: int) -> None:
+        self._file_statement(run.sql[start:end], run, start, run.kind)
+
+    def _file_statement(self, sql: bytes, where: Run | bytes, start: int, kind: str | None) -> None:
+        """A statement of a file, unless it is one the Data API would run differently from psql."""
+        run = None if isinstance(where, bytes) else where
+        try:
+            text = sql.decode("utf-8")
+        except UnicodeDecodeError:
+            raise SqlError(NOT_UTF8, hint=CONVERT_HINT, offset=start, run=run) from None
+        if kind == "encoding":
+            if _UTF8_SETTING.search(text):
+                return  # the JSON transport is UTF-8 already; the setting must not change under the API
+            raise SqlError(OTHER_ENCODING, hint=CONVERT_HINT, offset=start, run=run)
+        if self._transaction is None and _SESSION_SETTING.match(text):
+            raise SqlError(SETTING_LOST, hint=SETTING_HINT, offset=start, run=run)
+        self._send(text, where, start)
+
+    def _send(self, text: str, where: Run | bytes, start: int) -> None:
+        """One statement of a file; an error points at ``start`` (plus its position) in ``where``."""
+        try:
+            self._statement(text, [], metadata=False)
+        except SqlError as error:
+            error.offset = start + _byte_offset(text, error.position) if error.position else start
+            error.run = where if not isinstance(where, bytes) else None
+            raise
+
+    def _may_combine(self, insert: _Insert) -> bool:
+        """Rows go together unless the table has statement-level INSERT triggers (they would fire fewer times)."""
+        from dbtool import queries
+
+        if insert.table not in self._statement_triggers:
+            self._flush()
+            found = self.execute(queries.get("insert_statement_triggers"), {"table": insert.table}).scalar()
+            self._statement_triggers[insert.table] = bool(found)
+        return not self._statement_triggers[insert.table]
+
+    def _hold(self, run: Run, start: int, insert: _Insert) -> None:
+        pending = self._pending
+        if pending is not None and (pending.key != insert.key or pending.size + len(insert.row) + 2 > MAX_SQL_CHARS):
+            self._flush()
+            pending = None
+        if pending is None:
+            pending = self._pending = _Rows(insert.key, insert.head, [], len(insert.head) + 1)
+        pending.rows.append((run, start, insert))
+        pending.size += len(insert.row) + 2
+
+    def _flush(self) -> None:
+        """Send the held INSERTs: one statement as written, or one multi-row INSERT."""
+        pending, self._pending = self._pending, None
+        if pending is None:
+            return
+        if len(pending.rows) == 1:
+            run, start, insert = pending.rows[0]
+            self._one(run, start, insert.end)
+            return
+        text = pending.head + " " + ",\n".join(insert.row for _, _, insert in pending.rows)
+        try:
+            self._statement(text, [], metadata=False)
+        except SqlError as error:
+            _locate_in_rows(error, pending)
+            raise
+
+    def _statement(self, sql: str, parameters: list[dict[str, Any]], *, metadata: bool) -> dict[str, Any]:
+        if len(sql) > MAX_SQL_CHARS:
+            raise SqlError(
+                f"this statement is {len(sql):,} characters; the Data API takes at most {MAX_SQL_CHARS:,} in one call",
+                hint="split it, or load this file over a network connection (PROD_CONNECTION_URL)",
+            )
+        request: dict[str, Any] = {"database": self.dbname, "sql": sql}
+        if parameters:
+            request["parameters"] = parameters
+        if metadata:
+            request["includeResultMetadata"] = True
+        if self._transaction is not None:
+            request["transactionId"] = self._transaction
+        try:
+            return self._call("execute_statement", **request)
+        except SqlError:
+            if self._transaction is not None:
+                self._failed = True  # AWS has ended the transaction
+            raise
+
+    def _call(self, operation: str, **request: Any) -> dict[str, Any]:
+        """One API call, waiting out a resuming cluster; AWS failures become SqlError or AwsError."""
+        import botocore.exceptions
+
+        from dbtool.aws.clients import aws_errors
+
+        deadline = time.monotonic() + RESUME_TIMEOUT
+        waits = iter(RESUME_POLL)
+        told = False
+        while True:
+            self.calls += 1
+            try:
+                return getattr(self.client, operation)(
+                    resourceArn=self.address.cluster_arn, secretArn=self.address.secret_arn, **request
+                )
+            except botocore.exceptions.ClientError as error:
+                code = error.response.get("Error", {}).get("Code", "")
+                message = error.response.get("Error", {}).get("Message", "")
+                if code == "DatabaseErrorException":
+                    raise self._database_error(message) from None
+                if code == "DatabaseResumingException" and time.monotonic() < deadline:
+                    if not told:
+                        self.report(f"the Aurora cluster {self.address.cluster} is resuming from a pause; waiting")
+                        told = True
+                    time.sleep(next(waits, RESUME_POLL[-1]))
+                    continue
+                with aws_errors(actions=DATA_API_ACTIONS, not_found=self._known_errors(code, message)):
+                    raise
+
+    def _database_error(self, message: str) -> Exception:
+        """The server's error; a login that failed is the same error libpq's would be."""
+        from dbtool.errors import AuthenticationFailed, DatabaseMissing
+
+        error = parse_database_error(message)
+        where = f"{self.address.cluster}/{self.dbname} (RDS Data API)"
+        if error.sqlstate == INVALID_CATALOG_NAME:
+            return DatabaseMissing(f'database "{self.dbname}" does not exist on {where}', CREATE_HINT)
+        if error.sqlstate in LOGIN_REFUSED:
+            hint = f"check the username and password in Secrets Manager secret {self.address.secret_arn}"
+            return AuthenticationFailed(f"authentication failed for {where}: {error.message}", hint)
+        return error
+
+    def _known_errors(self, code: str, message: str) -> dict[str, str]:
+        cluster = self.address.cluster_arn
+        return {
+            "HttpEndpointNotEnabledException": f"the RDS Data API is not enabled for {cluster} (or no such cluster); "
+            f"enable it (aws rds enable-http-endpoint --resource-arn {cluster}) or check {CLUSTER_VARIABLE}",
+            "DatabaseResumingException": f"the Aurora cluster {self.address.cluster} did not resume within "
+            f"{RESUME_TIMEOUT:g} s; try again in a minute",
+            "SecretsErrorException": f"the Data API could not use secret {self.address.secret_arn}: {message}",
+            "TransactionNotFoundException": f"the Data API transaction ended early: {message} "
+            "(nothing of it was committed)",
+            "StatementTimeoutException": "a statement ran longer than the Data API's 45 s and was cancelled",
+            "UnsupportedResultException": f"the Data API cannot return this result: {message}",
+            "BadRequestException": f"the Data API refused the request: {message}",
+            "ValidationException": f"the Data API refused the request: {message}",
+        }
+
+
+DATA_API_ACTIONS = (
+    "rds-data:ExecuteStatement, rds-data:BatchExecuteStatement, rds-data:BeginTransaction, "
+    "rds-data:CommitTransaction, rds-data:RollbackTransaction on the cluster",
+    "secretsmanager:GetSecretValue on the secret",
+)
+
+
+def open_data_api(target: Target, *, dbname: str | None = None) -> DataApiSession:
+    """A session on the target's database (or ``dbname`` in the same cluster); no call is made yet."""
+    from dbtool.aws.clients import client
+    from dbtool.targets.project import Config
+
+    assert target.data_api is not None
+    # No botocore retries: a 5xx after a write may mean it ran, and replaying it would run it twice.
+    rds_data = client(Config(target.root), "rds-data", attempts=1)
+    return DataApiSession(rds_data, target.data_api, dbname or target.dbname, target.report or _silent)
+
+
+def _silent(message: str) -> None:
+    """Where a target with nobody to tell reports that it waits."""
+
+
+def parse_database_error(message: str) -> SqlError:
+    """``ERROR: <message>; Detail: …; Hint: …; Position: N; SQLState: XXXXX``, read from the right."""
+    text = message.strip()
+    sqlstate = position = detail = hint = None
+    if (tail := _ERROR_TAIL.search(text)) is not None:
+        sqlstate, text = tail["sqlstate"], text[: tail.start()]
+    if (tail := _POSITION_TAIL.search(text)) is not None:
+        position, text = int(tail["position"]), text[: tail.start()]
+    if (at := text.rfind("; Hint: ")) != -1:
+        hint, text = text[at + 8 :].rstrip(";"), text[:at]
+    if (at := text.rfind("; Detail: ")) != -1:
+        detail, text = text[at + 10 :].rstrip(";"), text[:at]
+    text = re.sub(r"^(?:ERROR|FATAL):\s*", "", text)
+    return SqlError(text, sqlstate=sqlstate, detail=detail, hint=hint, position=position)
+
+
+def _render(query: Any, params: Params) -> tuple[str, list[dict[str, Any]]]:
+    """Our psycopg-style query and parameters as Data API SQL with ``:name`` placeholders."""
+    if isinstance(query, bytes):
+        sql = query.decode("utf-8")
+    elif isinstance(query, str):
+        sql = query
+    else:
+        sql = query.as_string()  # a psycopg.sql composition: identifiers quoted without a connection
+    if params is None:
+        return sql, []
+    names = iter(range(1, 1 << 30))
+    values: dict[str, Any] = {}
+    positional = iter(params) if not isinstance(params, Mapping) else None
+
+    def placeholder(match: re.Match[str]) -> str:
+        if match.group() == "%%":
+            return "%"
+        if match.group(1) is not None:
+            values[match.group(1)] = params[match.group(1)]  # type: ignore[index,call-overload]
+            return f":{match.group(1)}"
+        name = f"p{next(names)}"
+        values[name] = next(positional)  # type: ignore[arg-type]
+        return f":{name}"
+
+    sql = _PERCENT.sub(placeholder, sql)
+    return sql, [sql_parameter(name, value) for name, value in values.items()]
+
+
+def sql_parameter(name: str, value: Any) -> dict[str, Any]:
+    """A Python value as a Data API SqlParameter (strings arrive as varchar; hints give other types)."""
+    field: dict[str, Any]
+    hint = None
+    if value is None:
+        field = {"isNull": True}
+    elif isinstance(value, bool):
+        field = {"booleanValue": value}
+    elif isinstance(value, int):
+        field = {"longValue": value}
+    elif isinstance(value, float):
+        field = {"doubleValue": value}
+    elif isinstance(value, bytes):
+        field = {"blobValue": value}
+    elif isinstance(value, decimal.Decimal):
+        field, hint = {"stringValue": str(value)}, "DECIMAL"
+    elif isinstance(value, datetime.datetime):
+        field, hint = {"stringValue": value.astimezone(datetime.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")}, "TIMESTAMP"
+    elif isinstance(value, datetime.date):
+        field, hint = {"stringValue": value.isoformat()}, "DATE"
+    elif isinstance(value, uuid.UUID):
+        field, hint = {"stringValue": str(value)}, "UUID"
+    elif isinstance(value, dict | list):
+        field, hint = {"stringValue": json.dumps(value)}, "JSON"
+    else:
+        field = {"stringValue": str(value)}
+    parameter: dict[str, Any] = {"name": name, "value": field}
+    if hint is not None:
+        parameter["typeHint"] = hint
+    return parameter
+
+
+def _result(response: dict[str, Any]) -> Result:
+    metadata = response.get("columnMetadata") or []
+    types = [column.get("typeName", "") for column in metadata]
+    rows = [
+        tuple(_value(field, types[index] if index < len(types) else "") for index, field in enumerate(record))
+        for record in response.get("records") or []
+    ]
+    return Result(rows, [column.get("name", "") for column in metadata], response.get("numberOfRecordsUpdated", -1))
+
+
+def _value(field: dict[str, Any], type_name: str) -> Any:
+    """A Field as the Python value psycopg would have given."""
+    if field.get("isNull"):
+        return None
+    (kind, value), *_ = field.items()
+    if kind == "arrayValue":
+        return _array(value)
+    if kind != "stringValue":
+        return value
+    if type_name in _TIMESTAMP_TYPES:
+        parsed = datetime.datetime.fromisoformat(value)
+        return parsed.replace(tzinfo=datetime.UTC) if type_name == "timestamptz" else parsed
+    if type_name == "date":
+        return datetime.date.fromisoformat(value)
+    if type_name == "numeric":
+        return decimal.Decimal(value)
+    return value
+
+
+def _array(value: dict[str, Any]) -> list[Any]:
+    (kind, items), *_ = value.items()
+    return [_array(item) for item in items] if kind == "arrayValues" else list(items)
+
+
+def _one_row(row: bytes) -> bool:
+    """Whether ``row`` is exactly one parenthesised tuple of plain tokens (no comments, no dollar quotes)."""
+    depth = 0
+    for token in _ROW_TOKEN.finditer(row):
+        text = token.group()
+        if text in (b"--", b"/*", b"$") or text[:1] in (b"e", b"E"):
+            return False
+        if text == b"(":
+            depth += 1
+        elif text == b")":
+            depth -= 1
+            if depth == 0 and token.end() != len(row):
+                return False
+    return depth == 0
+
+
+def _byte_offset(text: str, position: int) -> int:
+    return len(text[: position - 1].encode("utf-8"))
+
+
+def _join_detail(detail: str | None, more: str) -> str:
+    return f"{detail.rstrip('.')}; {more}" if detail else more
+
+
+@dataclass(frozen=True)
+class _Insert:
+    """A one-row ``INSERT INTO t (cols) VALUES (…)`` with nothing after its row."""
+
+    key: str  # the head, normalised: statements with the same key go to the same table and columns
+    head: str  # as written
+    table: str
+    row: str
+    row_start: int  # byte offset of the row in the run
+    end: int
+
+
+@dataclass
+class _Rows:
+    key: str
+    head: str
+    rows: list[tuple[Run, int, _Insert]]
+    size: int
+
+
+def _single_row_insert(sql: bytes, start: int, end: int) -> _Insert | None:
+    match = _INSERT.fullmatch(sql, start, end)
+    if match is None or not _one_row(match.group("row")):
+        return None
+    try:
+        head = match.group("head").decode("utf-8")
+        match.group("row").decode("utf-8")
+    except UnicodeDecodeError:
+        return None  # sent alone, to be refused with its line
+    return _Insert(
+        " ".join(head.lower().split()),
+        head,
+        match.group("table").decode("utf-8"),
+        match.group("row").decode("utf-8"),
+        match.start("row"),
+        end,
+    )
+
+
+def _locate_in_rows(error: SqlError, pending: _Rows) -> None:
+    """Point a multi-row INSERT's error at the row (and file) it came from."""
+    first_run, first_start, _ = pending.rows[0]
+    error.run, error.offset = first_run, first_start
+    if error.position is None:
+        last_run, last_start, _ = pending.rows[-1]
+        lines = f"lines {first_run.locate(first_start)[0]} to {last_run.locate(last_start)[0]}"
+        error.detail = _join_detail(
+            error.detail, f"in one of the {len(pending.rows)} INSERTs on {lines}, sent together"
+        )
+        return
+    at = error.position - 1 - len(pending.head) - 1  # characters into the rows
+    for run, _, insert in pending.rows:
+        if 0 <= at <= len(insert.row):
+            error.run, error.offset = run, insert.row_start + len(insert.row[:at].encode("utf-8"))
+            return
+        at -= len(insert.row) + 2
