@@ -229,24 +229,6 @@ def test_copy_data_of_every_kind_loads_exactly_as_through_libpq(data_api, projec
         assert conn.execute("SELECT s FROM t WHERE id = 1").fetchone() == ("tab\there\\back\nline",)
 
 
-def test_bad_copy_data_names_its_line(data_api, project):
-    data_api.db.create()
-    dump = write(
-        project / "dump.sql",
-        """\
-        CREATE TABLE t (n int, s text);
-        COPY t (n, s) FROM stdin;
-        1\tone
-        2\ttwo\textra
-        \\.
-        """,
-    )
-    assert error_line(dbtool("schema-load", "prod", "--yes", "--file", str(dump))) == (
-        "error: dump.sql:4:1: extra data after last expected column (COPY t, line 2) "
-        "(nothing was changed: the whole file was rolled back)"
-    )
-
-
 def test_a_statement_too_large_for_one_call_is_named_by_its_line(data_api, project):
     data_api.db.create()
     big = write(project / "big.sql", "SELECT 1;\nSELECT '" + "x" * 70_000 + "';\n")
@@ -499,4 +481,48 @@ def test_no_database_name_for_the_data_api_is_one_line(data_api, aws, monkeypatc
     assert error_line(run) == (
         "error: authentication failed for cruddur-aurora/postgres (RDS Data API): password authentication failed "
         f'for user "cruddurroot" (check the username and password in Secrets Manager secret {secret["ARN"]})'
+    )
+
+
+def test_writes_ask_first_as_on_every_prod_target(data_api, project):
+    data_api.db.create()
+    line = error_line(dbtool("schema-load", "prod"))
+    assert line == (
+        "error: refusing to change PRODUCTION cruddur-aurora/cruddur (RDS Data API) without confirmation "
+        "(run it in a terminal to be asked, or pass --yes)"
+    )
+    assert data_api.server.calls.total == 0  # refused before any call
+
+
+def test_a_write_that_may_have_run_is_never_sent_again(data_api, project):
+    data_api.db.create()
+    data_api.server.fail_next("DatabaseUnavailableException", "The writer is unavailable", 504)
+    line = error_line(dbtool("create", "prod", "--yes"))
+    assert line == "error: AWS ExecuteStatement failed: DatabaseUnavailableException: The writer is unavailable"
+    assert data_api.server.calls.by_operation == {"ExecuteStatement": 1}  # botocore would have sent it 3 times
+
+
+def test_the_error_string_is_read_back_into_postgresql_fields():
+    from dbtool.engine.dataapi import parse_database_error
+
+    error = parse_database_error(
+        "ERROR: operator does not exist: integer = text; Detail: a; b: c; Hint: No operator matches the given name "
+        "and argument types. You might need to add explicit type casts.; Position: 36; SQLState: 42883"
+    )
+    assert (error.message, error.detail, error.sqlstate, error.position) == (
+        "operator does not exist: integer = text",
+        "a; b: c",
+        "42883",
+        36,
+    )
+    assert (
+        error.hint
+        == "No operator matches the given name and argument types. You might need to add explicit type casts."
+    )
+    bare = parse_database_error('ERROR: null value in column "name" violates not-null constraint; SQLState: 23502')
+    assert (bare.message, bare.detail, bare.hint, bare.position) == (
+        'null value in column "name" violates not-null constraint',
+        None,
+        None,
+        None,
     )

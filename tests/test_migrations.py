@@ -6,6 +6,7 @@ import re
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
@@ -67,12 +68,43 @@ def db(local: Server) -> Server:
     return local
 
 
-@pytest.fixture
-def three(db: Server, project: Path) -> Server:
+def write_three(project: Path) -> None:
+    """Three migrations that each create a table, with their downs."""
     write(project, V1, "users", "CREATE TABLE users (id int PRIMARY KEY);", "DROP TABLE users;")
     write(project, V2, "posts", "CREATE TABLE posts (id int PRIMARY KEY);", "DROP TABLE posts;")
     write(project, V3, "likes", "CREATE TABLE likes (id int PRIMARY KEY);", "DROP TABLE likes;")
+
+
+@pytest.fixture
+def three(db: Server, project: Path) -> Server:
+    write_three(project)
     return db
+
+
+@dataclass(frozen=True)
+class Through:
+    """A target for the migration suite: the local server over libpq, or the prod-like one over the Data API."""
+
+    server: Server
+    writes: tuple[str, ...]  # what selects it for migrate and rollback
+    reads: tuple[str, ...]  # for migrate status
+
+
+@pytest.fixture(params=["libpq", "data-api"])
+def both(request, project) -> Through:
+    if request.param == "libpq":
+        server = request.getfixturevalue("local")
+        server.create()
+        return Through(server, (), ())
+    server = request.getfixturevalue("data_api").db
+    server.create()
+    return Through(server, ("prod", "--yes"), ("prod",))
+
+
+@pytest.fixture
+def both_three(both: Through, project: Path) -> Through:
+    write_three(project)
+    return both
 
 
 def test_migrate_status_and_rollback(three):
@@ -108,35 +140,41 @@ def test_migrate_status_and_rollback(three):
     assert dbtool("rollback").out.startswith("nothing to roll back on ")
 
 
-def test_rollback_to_a_version_and_to_zero(three):
-    assert dbtool("migrate").code == 0
-    run = dbtool("rollback", "--to", V1)
-    assert run.code == 0 and applied(three) == [V1]
-    assert error_line(dbtool("rollback", "--to", V3)) == (
+def test_rollback_to_a_version_and_to_zero(both_three):
+    assert dbtool("migrate", *both_three.writes).code == 0
+    run = dbtool("rollback", *both_three.writes, "--to", V1)
+    assert run.code == 0 and applied(both_three.server) == [V1]
+    assert error_line(dbtool("rollback", *both_three.writes, "--to", V3)) == (
         f"error: version {V3} is not applied (see dbtool migrate status; --to 0 rolls back everything)"
     )
-    assert dbtool("rollback", "--to", "0").code == 0 and applied(three) == [] and tables(three) == []
-    assert dbtool("rollback", "--steps", "1", "--to", V1).code == 2
+    assert (
+        dbtool("rollback", *both_three.writes, "--to", "0").code == 0
+        and applied(both_three.server) == []
+        and tables(both_three.server) == []
+    )
+    assert dbtool("rollback", *both_three.writes, "--steps", "1", "--to", V1).code == 2
 
 
-def test_rollback_follows_application_order_not_version(three, project):
+def test_rollback_follows_application_order_not_version(both_three, project):
     (project / "db" / "migrations" / f"{V2}_posts.sql").rename(project / f"{V2}_posts.sql")
-    assert dbtool("migrate").code == 0  # V1, V3
+    assert dbtool("migrate", *both_three.writes).code == 0  # V1, V3
     (project / f"{V2}_posts.sql").rename(project / "db" / "migrations" / f"{V2}_posts.sql")
-    run = dbtool("migrate")  # V2 applied last, out of order
+    run = dbtool("migrate", *both_three.writes)  # V2 applied last, out of order
     assert run.code == 0 and f"warning: applying db/migrations/{V2}_posts.sql out of order" in run.err
-    assert applied(three) == [V1, V3, V2]
-    assert dbtool("rollback").err.strip() == f"rolled back {V2} posts"  # dbmate would undo V3, the highest
-    assert tables(three) == ["likes", "users"]
+    assert applied(both_three.server) == [V1, V3, V2]
+    assert (
+        dbtool("rollback", *both_three.writes).err.strip() == f"rolled back {V2} posts"
+    )  # dbmate would undo V3, the highest
+    assert tables(both_three.server) == ["likes", "users"]
 
 
-def test_versions_sort_as_numbers_not_text(db, project):
+def test_versions_sort_as_numbers_not_text(both, project):
     # A 12-digit version is smaller than a 14-digit one, though it sorts after it as text.
     write(project, "20260101000000", "second", "INSERT INTO log VALUES ('second');")
     write(project, "202601020000", "first", "CREATE TABLE log (name text); INSERT INTO log VALUES ('first');")
-    run = dbtool("migrate")
+    run = dbtool("migrate", *both.writes)
     assert run.code == 0, run.err
-    assert rows(db, "SELECT name FROM log") == [("first",), ("second",)]
+    assert rows(both.server, "SELECT name FROM log") == [("first",), ("second",)]
 
 
 def test_new_writes_timestamped_files(project):
@@ -150,27 +188,27 @@ def test_new_writes_timestamped_files(project):
     assert error_line(dbtool("migrate", "new", "!!!")).startswith("error: '!!!' is not a usable migration name")
 
 
-def test_a_failing_migration_leaves_no_trace(db, project):
+def test_a_failing_migration_leaves_no_trace(both, project):
     write(project, V1, "users", "CREATE TABLE users (id int PRIMARY KEY);", "DROP TABLE users;")
-    assert dbtool("migrate").code == 0
-    before = db.dump()
+    assert dbtool("migrate", *both.writes).code == 0
+    before = both.server.dump()
     write(project, V2, "posts", "CREATE TABLE posts (id int);\nINSERT INTO posts VALUES (1);\nSELEC oops;")
     write(project, V3, "likes", "CREATE TABLE likes (id int);")
-    run = dbtool("migrate")
+    run = dbtool("migrate", *both.writes)
     line = error_line(run)
     assert line.startswith(f'error: db/migrations/{V2}_posts.sql:4:1: syntax error at or near "SELEC"')
     assert "nothing was changed" in line
-    assert db.dump() == before and applied(db) == [V1]  # no table, no row, and V3 not attempted
+    assert both.server.dump() == before and applied(both.server) == [V1]  # no table, no row, and V3 not attempted
 
 
-def test_a_failure_after_earlier_migrations_of_the_run_says_they_stay(db, project):
+def test_a_failure_after_earlier_migrations_of_the_run_says_they_stay(both, project):
     write(project, V1, "users", "CREATE TABLE users (id int PRIMARY KEY);")
     write(project, V2, "posts", "CREATE TABLE posts (user_id int REFERENCES nowhere);")
-    run = dbtool("migrate")
+    run = dbtool("migrate", *both.writes)
     line = last_error(run)
     assert run.err.startswith(f"applied {V1} users\n")
     assert line.endswith("the 1 before it in this run stay applied)")
-    assert applied(db) == [V1] and tables(db) == ["users"]
+    assert applied(both.server) == [V1] and tables(both.server) == ["users"]
 
 
 def test_five_migrate_processes_at_once_apply_each_once(db, project):
@@ -202,26 +240,26 @@ def test_lock_timeout_names_the_holder(db, project):
     assert "someone-else" in line and applied(db) == []
 
 
-def test_an_edited_applied_migration_is_caught(three, project):
-    assert dbtool("migrate").code == 0
+def test_an_edited_applied_migration_is_caught(both_three, project):
+    assert dbtool("migrate", *both_three.writes).code == 0
     path = project / "db" / "migrations" / f"{V2}_posts.sql"
-    [(recorded,)] = rows(three, f"SELECT checksum FROM schema_migrations WHERE version = '{V2}'")
+    [(recorded,)] = rows(both_three.server, f"SELECT checksum FROM schema_migrations WHERE version = '{V2}'")
     path.write_text(path.read_text().replace("DROP TABLE posts;", "DROP TABLE IF EXISTS posts;"))
-    assert dbtool("migrate").code == 0  # the down section is not what was applied
+    assert dbtool("migrate", *both_three.writes).code == 0  # the down section is not what was applied
     path.write_text(path.read_text().replace("id int PRIMARY KEY", "id bigint PRIMARY KEY"))
     write(three_project := project, "20260104000000", "tags", "CREATE TABLE tags (id int);")
-    line = error_line(dbtool("migrate"))
+    line = error_line(dbtool("migrate", *both_three.writes))
     assert line.startswith(
         f"error: db/migrations/{V2}_posts.sql changed after it was applied: checksum applied {recorded}, file now "
     )
-    assert "--allow-changed" in line and "tags" not in tables(three)
-    status = dbtool("migrate", "status")
+    assert "--allow-changed" in line and "tags" not in tables(both_three.server)
+    status = dbtool("migrate", "status", *both_three.reads)
     assert re.search(
         rf"^changed\s+{V2}\s+posts\s+.*applied {recorded[:12]}, file now [0-9a-f]{{12}}$", status.out, re.M
     )
-    allowed = dbtool("migrate", "--allow-changed")
+    allowed = dbtool("migrate", *both_three.writes, "--allow-changed")
     assert allowed.code == 0 and "(allowed; the change is not applied)" in allowed.err
-    assert "tags" in tables(three) and three_project
+    assert "tags" in tables(both_three.server) and three_project
 
 
 def test_crlf_line_endings_are_not_a_change(three, project):
@@ -231,21 +269,21 @@ def test_crlf_line_endings_are_not_a_change(three, project):
     assert dbtool("migrate").code == 0
 
 
-def test_out_of_order_is_refused_with_strict(three, project):
+def test_out_of_order_is_refused_with_strict(both_three, project):
     (project / "db" / "migrations" / f"{V1}_users.sql").unlink()
-    assert dbtool("migrate").code == 0
+    assert dbtool("migrate", *both_three.writes).code == 0
     write(project, V1, "users", "CREATE TABLE users (id int PRIMARY KEY);", "DROP TABLE users;")
-    line = error_line(dbtool("migrate", "--strict"))
+    line = error_line(dbtool("migrate", *both_three.writes, "--strict"))
     assert line == (
         f"error: out of order: db/migrations/{V1}_users.sql older than the newest applied migration ({V3}) "
         "(nothing was applied; give it a newer version, or run without --strict to apply it anyway)"
     )
-    assert applied(three) == [V2, V3]
-    run = dbtool("migrate")
-    assert run.code == 0 and applied(three) == [V2, V3, V1]
+    assert applied(both_three.server) == [V2, V3]
+    run = dbtool("migrate", *both_three.writes)
+    assert run.code == 0 and applied(both_three.server) == [V2, V3, V1]
 
 
-def test_create_index_concurrently_outside_a_transaction(db, project):
+def test_create_index_concurrently_outside_a_transaction(both, project):
     write(
         project,
         V1,
@@ -262,21 +300,21 @@ def test_create_index_concurrently_outside_a_transaction(db, project):
         up_opts="transaction:false",
         down_opts="transaction:false",
     )
-    run = dbtool("migrate")
+    run = dbtool("migrate", *both.writes)
     assert run.code == 0, run.err
-    assert rows(db, "SELECT indexname FROM pg_indexes WHERE indexname = 'users_handle'") == [("users_handle",)]
-    assert dbtool("rollback").code == 0
-    assert rows(db, "SELECT indexname FROM pg_indexes WHERE indexname = 'users_handle'") == []
-    assert rows(db, "SELECT count(*) FROM users") == [(0,)]
+    assert rows(both.server, "SELECT indexname FROM pg_indexes WHERE indexname = 'users_handle'") == [("users_handle",)]
+    assert dbtool("rollback", *both.writes).code == 0
+    assert rows(both.server, "SELECT indexname FROM pg_indexes WHERE indexname = 'users_handle'") == []
+    assert rows(both.server, "SELECT count(*) FROM users") == [(0,)]
 
 
-def test_create_index_concurrently_in_a_transaction_says_what_to_mark(db, project):
+def test_create_index_concurrently_in_a_transaction_says_what_to_mark(both, project):
     write(project, V1, "users", "CREATE TABLE users (id int, handle text);")
     write(project, V2, "index", "CREATE INDEX CONCURRENTLY users_handle ON users (handle);")
-    line = last_error(dbtool("migrate"))
+    line = last_error(dbtool("migrate", *both.writes))
     assert f"db/migrations/{V2}_index.sql:2:1: CREATE INDEX CONCURRENTLY cannot run inside a transaction block" in line
     assert "mark its section '-- migrate:up transaction:false'" in line
-    assert applied(db) == [V1]
+    assert applied(both.server) == [V1]
 
 
 def test_a_migration_without_a_down_section_cannot_be_rolled_back(db, project):
@@ -290,19 +328,19 @@ def test_a_migration_without_a_down_section_cannot_be_rolled_back(db, project):
     assert applied(db) == [V1]
 
 
-def test_an_applied_migration_whose_file_is_gone(three, project):
-    assert dbtool("migrate").code == 0
+def test_an_applied_migration_whose_file_is_gone(both_three, project):
+    assert dbtool("migrate", *both_three.writes).code == 0
     (project / "db" / "migrations" / f"{V3}_likes.sql").unlink()
-    status = dbtool("migrate", "status", "--exit-code")
+    status = dbtool("migrate", "status", *both_three.reads, "--exit-code")
     assert status.code == 0  # nothing pending
     assert re.search(rf"^missing-file {V3}\s+likes\s+\d{{4}}-", status.out, re.M), status.out
     assert status.out.splitlines()[-1].startswith("2 applied, 0 pending, 1 missing-file on ")
-    assert dbtool("migrate").out.startswith("nothing to migrate")
-    assert last_error(dbtool("rollback")) == (
+    assert dbtool("migrate", *both_three.writes).out.startswith("nothing to migrate")
+    assert last_error(dbtool("rollback", *both_three.writes)) == (
         f"error: cannot roll back {V3}: its file is missing from db/migrations "
         "(nothing was rolled back; restore the file)"
     )
-    assert applied(three) == [V1, V2, V3]
+    assert applied(both_three.server) == [V1, V2, V3]
 
 
 def test_malformed_files_are_named(db, project):

@@ -6,10 +6,12 @@ import os
 import signal
 import subprocess
 import time
+from dataclasses import dataclass
 
 import psycopg
 import pytest
 
+from tests.conftest import Server
 from tests.helpers import REPO, dbtool, error_line, in_terminal, script
 
 SOURCE_SCHEMA = r"""
@@ -51,6 +53,22 @@ SELECT 'user_' || i,
 FROM generate_series(1, 5000) AS i;
 INSERT INTO app."Odd Name; really" (user_id, "note$") SELECT id, '$$' || id FROM app.users WHERE id % 7 = 0;
 """
+
+
+@dataclass(frozen=True)
+class Through:
+    """A target for the loader suites: the local server over libpq, or the prod-like one over the Data API."""
+
+    server: Server
+    args: tuple[str, ...]  # what selects it on the command line
+    transport: str
+
+
+@pytest.fixture(params=["libpq", "data-api"])
+def through(request, project) -> Through:
+    if request.param == "libpq":
+        return Through(request.getfixturevalue("local"), (), "libpq")
+    return Through(request.getfixturevalue("data_api").db, ("prod", "--yes"), "data-api")
 
 
 def relation(server, name: str) -> str | None:
@@ -149,57 +167,88 @@ def test_copy_data_streams_in(local, project):
         assert conn.execute("SELECT name FROM t WHERE id = -1").fetchone() == ("multi\nline",)
 
 
-def test_copy_data_error_names_its_file_line(local, project):
-    local.create()
+def test_copy_data_error_names_its_file_line(through, project):
+    through.server.create()
     rows = "".join(f"{i}\n" for i in range(5000))
     (project / "copy.sql").write_text(f"CREATE TABLE t (id int);\n\nCOPY t FROM stdin;\n{rows}12x\n7\n\\.\n")
-    line = error_line(dbtool("seed", "--file", "copy.sql"))
+    line = error_line(dbtool("seed", *through.args, "--file", "copy.sql"))
     assert line == (
         'error: copy.sql:5004:1: invalid input syntax for type integer: "12x" '
         '(COPY t, line 5001, column id: "12x") (nothing was changed: the whole file was rolled back)'
     )
-    assert relation(local, "t") is None
+    assert relation(through.server, "t") is None
 
 
-def test_error_after_a_copy_is_replayed_with_the_copy_in_place(local, project):
+@pytest.mark.parametrize(
+    ("row", "expected"),
+    [
+        ("2\ttwo\textra", 'extra data after last expected column (COPY t, line 2: "2\ttwo\textra")'),
+        ("2", 'missing data for column "s" (COPY t, line 2: "2")'),
+        ("2\t\\N", None),
+        ("x\ttwo", 'invalid input syntax for type integer: "x" (COPY t, line 2, column n: "x")'),
+        (
+            "99999999999\ttwo",
+            'value "99999999999" is out of range for type integer (COPY t, line 2, column n: "99999999999")',
+        ),
+    ],
+)
+def test_bad_copy_rows_are_named_as_postgresql_names_them(through, project, row, expected):
+    through.server.create()
+    (project / "copy.sql").write_text(
+        f"CREATE TABLE t (n int, s text);\nCOPY t (n, s) FROM stdin;\n1\tone\n{row}\n\\.\n"
+    )
+    run = dbtool("schema-load", *through.args, "--file", "copy.sql")
+    if expected is None:
+        assert run.code == 0, run.all
+        return
+    assert error_line(run) == f"error: copy.sql:4:1: {expected} (nothing was changed: the whole file was rolled back)"
+
+
+def test_error_after_a_copy_is_replayed_with_the_copy_in_place(through, project):
     # Replaying a failed batch must start from just after the COPY, or the duplicate would vanish.
-    local.create()
+    through.server.create()
     (project / "dup.sql").write_text(
         "CREATE TABLE t (id int PRIMARY KEY);\nCOPY t FROM stdin;\n1\n\\.\n"
         "INSERT INTO t VALUES (2);\nINSERT INTO t VALUES (1);\n"
     )
-    line = error_line(dbtool("seed", "--file", "dup.sql"))
-    assert line.startswith('error: dup.sql:6:1: duplicate key value violates unique constraint "t_pkey"')
+    line = error_line(dbtool("seed", *through.args, "--file", "dup.sql"))
+    if through.transport == "libpq":
+        assert line.startswith('error: dup.sql:6:1: duplicate key value violates unique constraint "t_pkey"')
+    else:  # the Data API sends the two INSERTs as one: a key violation has no position, so both are named
+        assert line.startswith(
+            'error: dup.sql:5:1: duplicate key value violates unique constraint "t_pkey" '
+            "(Key (id)=(1) already exists; in one of the 2 INSERTs on lines 5 to 6, sent together)"
+        )
 
 
-def test_copy_into_a_missing_table_names_the_copy(local, project):
-    local.create()
+def test_copy_into_a_missing_table_names_the_copy(through, project):
+    through.server.create()
     (project / "copy.sql").write_text("SELECT 1;\n  COPY nope FROM stdin;\n1\n\\.\n")
-    line = error_line(dbtool("seed", "--file", "copy.sql"))
+    line = error_line(dbtool("seed", *through.args, "--file", "copy.sql"))
     assert line.startswith('error: copy.sql:2:3: relation "nope" does not exist (')
 
 
-def test_syntax_error_deep_in_a_large_file(local, project):
-    local.create()
+def test_syntax_error_deep_in_a_large_file(through, project):
+    through.server.create()
     lines = ["CREATE TABLE t (id int, name text);"] + [f"INSERT INTO t VALUES ({i}, 'n{i}');" for i in range(150_000)]
     lines[123_456] = "INSERT INTO t VALUES (1, 'ok'), (2,);"
     (project / "big.sql").write_text("\n".join(lines) + "\n")
-    line = error_line(dbtool("seed", "--file", "big.sql"))
+    line = error_line(dbtool("seed", *through.args, "--file", "big.sql"))
     assert line == (
         'error: big.sql:123457:36: syntax error at or near ")" (nothing was changed: the whole file was rolled back)'
     )
-    assert relation(local, "t") is None
+    assert relation(through.server, "t") is None
 
 
-def test_pg_dump_meta_commands_are_understood(local, project):
-    local.create()
+def test_pg_dump_meta_commands_are_understood(through, project):
+    through.server.create()
     (project / "meta.sql").write_text(
         "\\restrict abc123\n\\set ON_ERROR_STOP on\n\\connect cruddur\nCREATE TABLE a (id int);\n"
         "\\c -reuse-previous=on \"dbname='cruddur'\"\n\\unrestrict abc123\n"
     )
-    run = dbtool("seed", "--file", "meta.sql")
+    run = dbtool("seed", *through.args, "--file", "meta.sql")
     assert run.code == 0, run.all
-    assert relation(local, "a") == "a"
+    assert relation(through.server, "a") == "a"
 
 
 @pytest.mark.parametrize(
@@ -213,84 +262,84 @@ def test_pg_dump_meta_commands_are_understood(local, project):
         ("CREATE TABLE a (id int)\n\\g\n", "meta.sql:2:1: psql meta-command inside a statement"),
     ],
 )
-def test_other_meta_commands_are_refused_with_their_line(local, project, text, expected):
-    local.create()
+def test_other_meta_commands_are_refused_with_their_line(through, project, text, expected):
+    through.server.create()
     (project / "meta.sql").write_text(text)
-    line = error_line(dbtool("seed", "--file", "meta.sql"))
+    line = error_line(dbtool("seed", *through.args, "--file", "meta.sql"))
     assert line.startswith(f"error: {expected}")
     assert line.endswith("nothing was changed: the whole file was rolled back)")
-    assert relation(local, "a") is None
+    assert relation(through.server, "a") is None
 
 
-def test_files_own_begin_and_commit_fold_into_one_transaction(local, project):
-    local.create()
+def test_files_own_begin_and_commit_fold_into_one_transaction(through, project):
+    through.server.create()
     (project / "txn.sql").write_text(
         "BEGIN;\nCREATE TABLE a (id int);\n/* done */ COMMIT;\nSTART TRANSACTION;\nINSERT INTO a VALUES (1);\n"
         "END;\nSELECT 1/0;\n"
     )
-    line = error_line(dbtool("seed", "--file", "txn.sql"))
+    line = error_line(dbtool("seed", *through.args, "--file", "txn.sql"))
     assert line == "error: txn.sql:7:1: division by zero (nothing was changed: the whole file was rolled back)"
-    assert relation(local, "a") is None
+    assert relation(through.server, "a") is None
     (project / "txn.sql").write_text("BEGIN;\nCREATE TABLE a (id int);\nCOMMIT;\n")
-    assert dbtool("seed", "--file", "txn.sql").code == 0
+    assert dbtool("seed", *through.args, "--file", "txn.sql").code == 0
 
 
 @pytest.mark.parametrize(
     ("statement", "what"),
     [("ROLLBACK;", "ROLLBACK"), ("SAVEPOINT s;", "a savepoint command"), ("PREPARE TRANSACTION 'x';", "two-phase")],
 )
-def test_rollback_and_savepoints_need_no_transaction_mode(local, project, statement, what):
-    local.create()
+def test_rollback_and_savepoints_need_no_transaction_mode(through, project, statement, what):
+    through.server.create()
     (project / "txn.sql").write_text(f"BEGIN;\nCREATE TABLE a (id int);\n  {statement}\n")
-    line = error_line(dbtool("seed", "--file", "txn.sql"))
+    line = error_line(dbtool("seed", *through.args, "--file", "txn.sql"))
     assert line.startswith(f"error: txn.sql:3:3: {what}")
     assert "load it with --no-transaction" in line
 
 
-def test_statements_refused_in_a_transaction_point_to_no_transaction(local, project):
-    local.create()
+def test_statements_refused_in_a_transaction_point_to_no_transaction(through, project):
+    through.server.create()
     (project / "idx.sql").write_text("CREATE TABLE a (id int);\nCREATE INDEX CONCURRENTLY a_id ON a (id);\n")
-    line = error_line(dbtool("schema-load", "--file", "idx.sql"))
+    line = error_line(dbtool("schema-load", *through.args, "--file", "idx.sql"))
     assert line == (
         "error: idx.sql:2:1: CREATE INDEX CONCURRENTLY cannot run inside a transaction block (it cannot run inside a "
         "transaction; load the file with --no-transaction; nothing was changed: the whole file was rolled back)"
     )
-    run = dbtool("schema-load", "--file", "idx.sql", "--no-transaction")
+    run = dbtool("schema-load", *through.args, "--file", "idx.sql", "--no-transaction")
     assert run.code == 0, run.all
-    assert relation(local, "a_id") == "a_id"
+    assert relation(through.server, "a_id") == "a_id"
 
 
-def test_no_transaction_commits_what_came_before_and_says_so(local, project):
-    local.create()
+def test_no_transaction_commits_what_came_before_and_says_so(through, project):
+    through.server.create()
     (project / "steps.sql").write_text(
         "CREATE TABLE a (id int PRIMARY KEY);\nINSERT INTO a VALUES (1);\n"
         "BEGIN;\nINSERT INTO a VALUES (2);\nINSERT INTO a VALUES (1);\nCOMMIT;\nINSERT INTO a VALUES (3);\n"
     )
-    line = error_line(dbtool("seed", "--file", "steps.sql", "--no-transaction"))
+    line = error_line(dbtool("seed", *through.args, "--file", "steps.sql", "--no-transaction"))
     assert line == (
         'error: steps.sql:5:1: duplicate key value violates unique constraint "a_pkey" (Key (id)=(1) already exists) '
         "(statements before this one were committed, except the file's transaction from line 3: rolled back)"
     )
-    with psycopg.connect(local.url()) as conn:
+    with psycopg.connect(through.server.url()) as conn:
         assert conn.execute("SELECT array_agg(id) FROM a").fetchone() == ([1],)
 
 
-def test_no_transaction_refuses_a_file_that_leaves_its_transaction_open(local, project):
-    local.create()
+def test_no_transaction_refuses_a_file_that_leaves_its_transaction_open(through, project):
+    through.server.create()
     (project / "open.sql").write_text("CREATE TABLE a (id int);\nBEGIN;\nINSERT INTO a VALUES (1);\n")
-    line = error_line(dbtool("seed", "--file", "open.sql", "--no-transaction"))
+    line = error_line(dbtool("seed", *through.args, "--file", "open.sql", "--no-transaction"))
     assert line == (
         "error: open.sql: the file ended inside the transaction it began at line 2 "
         "(that transaction was rolled back; add its COMMIT)"
     )
-    with psycopg.connect(local.url()) as conn:
+    with psycopg.connect(through.server.url()) as conn:
         assert conn.execute("SELECT count(*) FROM a").fetchone() == (0,)
 
 
-def test_copy_to_stdout_is_refused(local, project):
-    local.create()
+def test_copy_to_stdout_is_refused(through, project):
+    through.server.create()
     (project / "out.sql").write_text("CREATE TABLE a (id int);\nCOPY a TO STDOUT;\n")
-    line = error_line(dbtool("seed", "--file", "out.sql"))
+    line = error_line(dbtool("seed", *through.args, "--file", "out.sql"))
     assert line.startswith("error: out.sql:2:1: COPY … TO STDOUT in a file to load (run it with dbtool connect")
 
 

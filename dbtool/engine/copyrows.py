@@ -17,7 +17,8 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from dbtool import queries
 from dbtool.engine.session import SqlError
@@ -39,6 +40,12 @@ _COLUMN = re.compile(r'"(?:[^"]|"")*"|[^\s,()]+')
 _ESCAPE = re.compile(rb"\\(?:([0-7]{1,3})|x([0-9a-fA-F]{1,2})|(.))", re.S)
 _SIMPLE_ESCAPES = {b"b": b"\b", b"f": b"\f", b"n": b"\n", b"r": b"\r", b"t": b"\t", b"v": b"\v"}
 _DELIMITER = re.compile(rb"\\.|\t", re.S)
+# Class 22, data exception: a value the column's type refused (invalid input syntax, out of range…).
+DATA_EXCEPTION = "22"
+SHOWN_BYTES = 100
+# num_nulls() is not strict and takes every argument: each cast runs for each row, in no order the
+# planner can shortcut (it reorders and short-circuits ROW(…) IS NULL's tests by cost).
+PROBE = "SELECT count(*) FROM json_array_elements(:rows) AS r(v) WHERE num_nulls({casts}) < 0"
 INSERT = (
     "INSERT INTO {table} ({columns}) OVERRIDING SYSTEM VALUE SELECT {casts} "
     "FROM json_array_elements(:rows) WITH ORDINALITY AS r(v, n) ORDER BY r.n"
@@ -55,18 +62,16 @@ def copy_as_inserts(session: DataApiSession, statement: bytes, data: Iterator[by
             "load this file over a network connection (PROD_CONNECTION_URL)",
         )
     table = match["table"]
-    names, types = _columns(session, table, match["columns"])
-    insert = INSERT.format(
-        table=table,
-        columns=", ".join(names),
-        casts=", ".join(f"CAST(r.v->>{index} AS {type_})" for index, type_ in enumerate(types)),
-    )
-    context = f"COPY {_unquoted(table)}"
+    written, names, types = _columns(session, table, match["columns"])
+    casts = [f"CAST(r.v->>{index} AS {type_})" for index, type_ in enumerate(types)]
+    insert = INSERT.format(table=table, columns=", ".join(written), casts=", ".join(casts))
+    target = _Target(session, names, casts, f"COPY {_unquoted(table)}")
+    context = target.context
     batch: list[str] = []
     size = 0
     first = 0
     last = 0
-    for line, fields in _rows(data, len(names), context):
+    for line, fields in _rows(data, names, context):
         row = json.dumps(fields, ensure_ascii=False)
         row_size = len(row.encode("utf-8")) + 1
         if row_size > ROWS_BYTES and len(json.dumps(json.dumps(row))) > ROW_LIMIT:
@@ -77,7 +82,7 @@ def copy_as_inserts(session: DataApiSession, statement: bytes, data: Iterator[by
                 hint="load this file over a network connection (PROD_CONNECTION_URL)",
             )
         if batch and size + row_size > ROWS_BYTES:
-            _send(session, insert, batch, first, last, context)
+            _send(target, insert, batch, first, last)
             batch, size = [], 0
         if not batch:
             first = line
@@ -85,27 +90,27 @@ def copy_as_inserts(session: DataApiSession, statement: bytes, data: Iterator[by
         size += row_size
         last = line
     if batch:
-        _send(session, insert, batch, first, last, context)
+        _send(target, insert, batch, first, last)
 
 
-def _columns(session: DataApiSession, table: str, listed: str | None) -> tuple[list[str], list[str]]:
-    """The COPY's columns (as written, or every column COPY fills) and each one's type, from the catalog."""
+def _columns(session: DataApiSession, table: str, listed: str | None) -> tuple[list[str], list[str], list[str]]:
+    """The COPY's columns as written (or every column COPY fills), their names, and each one's type."""
     rows = session.execute(queries.get("copy_columns"), {"table": table}).rows
     types = {name: type_ for name, type_, _ in rows}
     if listed is None:
         names = [name for name, _, generated in rows if not generated]
-        return [_quote(name) for name in names], [types[name] for name in names]
+        return [_quote(name) for name in names], names, [types[name] for name in names]
     written = _COLUMN.findall(listed)
     names = [_identifier(column) for column in written]
     missing = [name for name in names if name not in types]
     if missing:
         raise SqlError(f'column "{missing[0]}" of relation "{_unquoted(table)}" does not exist', sqlstate="42703")
-    return written, [types[name] for name in names]
+    return written, names, [types[name] for name in names]
 
 
-def _rows(data: Iterator[bytes], width: int, context: str) -> Iterator[tuple[int, list[str | None]]]:
+def _rows(data: Iterator[bytes], names: list[str], context: str) -> Iterator[tuple[int, list[str | None]]]:
     """(line number within the data, fields) for each line of COPY text-format data."""
-    number = 0
+    number, width = 0, len(names)
     for chunk in data:
         lines = chunk.split(b"\n")
         if lines[-1] == b"":
@@ -113,13 +118,14 @@ def _rows(data: Iterator[bytes], width: int, context: str) -> Iterator[tuple[int
         for raw in lines:
             number += 1
             fields = _fields(raw.removesuffix(b"\r"))
-            if len(fields) != width:
+            if len(fields) != width:  # PostgreSQL's own words for it
                 message = (
                     "extra data after last expected column"
                     if len(fields) > width
-                    else f"missing data for column number {len(fields) + 1}"
+                    else f'missing data for column "{names[len(fields)]}"'
                 )
-                raise SqlError(message, sqlstate="22P04", context=f"{context}, line {number}", copy_line=number)
+                where = f'{context}, line {number}: "{_shown(raw.decode("utf-8", "replace"))}"'
+                raise SqlError(message, sqlstate="22P04", context=where, copy_line=number)
             try:
                 yield number, [_value(field) for field in fields]
             except UnicodeDecodeError:
@@ -160,15 +166,71 @@ def _unescape(match: re.Match[bytes]) -> bytes:
     return _SIMPLE_ESCAPES.get(other, other)
 
 
-def _send(session: DataApiSession, insert: str, batch: list[str], first: int, last: int, context: str) -> None:
-    rows = {"name": "rows", "value": {"stringValue": "[" + ",".join(batch) + "]"}, "typeHint": "JSON"}
+@dataclass(frozen=True)
+class _Target:
+    session: DataApiSession
+    names: list[str]
+    casts: list[str]
+    context: str
+
+
+def _send(target: _Target, insert: str, batch: list[str], first: int, last: int) -> None:
     try:
-        session.statement(insert, [rows])
+        target.session.statement(insert, [_rows_parameter(batch)])
     except SqlError as error:
+        located = _find_bad_value(target, batch, first, error.sqlstate)
+        if located is not None:
+            raise located from None
         error.position = None
         error.copy_line = first
-        error.context = f"{context}, one of lines {first} to {last}, sent together"
+        error.context = f"{target.context}, one of lines {first} to {last}, sent together"
         raise
+
+
+def _rows_parameter(batch: list[str]) -> dict[str, Any]:
+    return {"name": "rows", "value": {"stringValue": "[" + ",".join(batch) + "]"}, "typeHint": "JSON"}
+
+
+def _find_bad_value(target: _Target, batch: list[str], first: int, sqlstate: str | None) -> SqlError | None:
+    """The row and column whose value the server refused, found by halving the rows with read-only casts.
+
+    The failed transaction is gone, so these run on their own; they insert nothing. A failure that
+    is not a value's (a duplicate key, a type this file had created) is not found: None.
+    """
+    if sqlstate is None or not sqlstate.startswith(DATA_EXCEPTION) or _probe(target, batch, target.casts) is None:
+        return None
+    low, high = 0, len(batch)
+    while high - low > 1:
+        middle = (low + high) // 2
+        if _probe(target, batch[low:middle], target.casts) is not None:
+            high = middle
+        else:
+            low = middle
+    fields = json.loads(batch[low])
+    for index, cast in enumerate(target.casts):
+        refused = _probe(target, [batch[low]], [cast])
+        if refused is not None:
+            value = "null input" if fields[index] is None else f'"{_shown(fields[index])}"'
+            refused.context = f"{target.context}, line {first + low}, column {target.names[index]}: {value}"
+            refused.copy_line, refused.position = first + low, None
+            return refused
+    return None
+
+
+def _probe(target: _Target, rows: list[str], casts: list[str]) -> SqlError | None:
+    """The error casting these rows' values raises, if any."""
+    sql = PROBE.format(casts=", ".join(casts))
+    try:
+        target.session.outside(sql, [_rows_parameter(rows)])
+    except SqlError as error:
+        return error
+    return None
+
+
+def _shown(value: str) -> str:
+    """At most 100 bytes of a value, as PostgreSQL quotes COPY data in its errors."""
+    data = value.encode("utf-8")
+    return value if len(data) <= SHOWN_BYTES else data[:SHOWN_BYTES].decode("utf-8", "ignore") + "..."
 
 
 def _identifier(written: str) -> str:

@@ -173,6 +173,10 @@ class DataApiSession:
 
     # -- statements -----------------------------------------------------------------------------------
 
+    def outside(self, sql: str, parameters: list[dict[str, Any]]) -> dict[str, Any]:
+        """One statement on its own, outside the transaction (copyrows' read-only probes after a failure)."""
+        return self._call("execute_statement", database=self.dbname, sql=sql, parameters=parameters)
+
     def statement(self, sql: str, parameters: list[dict[str, Any]] | None = None) -> dict[str, Any]:
         """One statement with Data API parameters, in the current transaction if any (for copyrows)."""
         return self._statement(sql, parameters or [], metadata=False)
@@ -364,7 +368,7 @@ def _render(query: Any, params: Params) -> tuple[str, list[dict[str, Any]]]:
     elif isinstance(query, str):
         sql = query
     else:
-        sql = query.as_string()  # a psycopg.sql composition: identifiers quoted without a connection
+        sql = query.as_string(None)  # a psycopg.sql composition: identifiers quoted without a connection
     if params is None:
         return sql, []
     names = iter(range(1, 1 << 30))
@@ -505,7 +509,7 @@ def _single_row_insert(sql: bytes, start: int, end: int) -> _Insert | None:
     except UnicodeDecodeError:
         return None  # sent alone, to be refused with its line
     return _Insert(
-        " ".join(head.lower().split()),
+        " ".join(head.split()),  # case kept: "Users" and users are two tables
         head,
         match.group("table").decode("utf-8"),
         match.group("row").decode("utf-8"),

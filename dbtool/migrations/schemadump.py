@@ -74,7 +74,7 @@ def _migration_rows(target: Target) -> tuple[int, str]:
             sql.SQL("applied_at, version" if extended else "version"),
         )
         values = [
-            sql.SQL("({})").format(sql.SQL(", ").join(map(sql.Literal, row))).as_string()
+            sql.SQL("({})").format(sql.SQL(", ").join(map(sql.Literal, row))).as_string(None)
             for row in session.execute(query)
         ]
         if not values:
@@ -82,6 +82,6 @@ def _migration_rows(target: Target) -> tuple[int, str]:
         insert = (
             sql.SQL("INSERT INTO {} ({}) VALUES\n    ")
             .format(identifier, sql.SQL(", ").join(map(sql.Identifier, columns)))
-            .as_string()
+            .as_string(None)
         )
     return len(values), insert + ",\n    ".join(values) + ";\n"
