@@ -27,6 +27,8 @@ COMMANDS = [
     "schema",
     "migrate",
     "rollback",
+    "up",
+    "extensions",
 ]
 
 

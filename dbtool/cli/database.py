@@ -1,19 +1,24 @@
-"""Commands that make and load a database: create, drop, schema-load, seed, setup."""
+"""Commands that make and load a database: create, drop, schema-load, seed, setup, up."""
 
 from __future__ import annotations
 
 import contextlib
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
-from dbtool.cli.main import cli, echo_target, sql_path, target_command
-from dbtool.cli.migrate import migrations_of
-from dbtool.errors import DbtoolError
+from dbtool.cli.main import (
+    cli,
+    confirm_plan,
+    echo_target,
+    resolve,
+    sql_path,
+    target_argument,
+    target_command,
+    yes_option,
+)
 
 PROGRESS_MIN_BYTES = 4 << 20
 
@@ -107,24 +112,47 @@ def seed(target: Any, file: Path | None, no_transaction: bool) -> None:
 @target_command(writes=True)
 @click.option("--force", is_flag=True, help="On prod, end other sessions when dropping.")
 def setup(target: Any, force: bool) -> None:
-    """Drop, create, load the schema, migrate and seed, all on one target.  Example: dbtool setup"""
-    from dbtool.ops.admin import create_database
+    """Drop, create, extensions, schema, migrate and seed, all on one target.  Example: dbtool setup"""
+    from dbtool.ops.converge import setup as run_setup
 
     echo_target("setting up", target)
-    migrations = migrations_of(target)
-    steps: list[tuple[str, Callable[[], str]]] = [
-        ("drop", lambda: _drop(target, force)),
-        ("create", lambda: "created" if create_database(target) else "already existed"),
-        ("schema-load", lambda: _load(target, target.root / "db/schema.sql", notices=False)),
-        ("seed", lambda: _load(target, target.root / "db/seed.sql", notices=False)),
-    ]
-    if migrations.files:  # after the schema (which may mark some applied), before the seed that needs them
-        steps.insert(3, ("migrate", lambda: f"applied {len(migrations.migrate())} of {len(migrations.files)}"))
-    for name, step in steps:
-        started = time.perf_counter()
-        try:
-            outcome = step()
-        except DbtoolError:
-            click.echo(f"  {name:<12} failed  {time.perf_counter() - started:6.2f}s")
-            raise
-        click.echo(f"  {name:<12} ok      {time.perf_counter() - started:6.2f}s  {outcome}")
+    run_setup(target, force=force, hooks=_hooks())
+
+
+@cli.command()
+@target_argument
+@yes_option
+@click.option("--seed", "with_seed", is_flag=True, help="Load db/seed.sql too, when this run creates the database.")
+def up(target: str, yes: bool, with_seed: bool) -> None:
+    """Bring the database to what the project declares, changing only what differs.  Example: dbtool up prod
+
+    Creates the database if missing, reconciles dbtool.toml's extensions, loads db/schema.sql into
+    a new database, applies pending migrations; a second run changes nothing.
+    """
+    from dbtool.ops.converge import plan_up
+    from dbtool.ops.converge import up as run_up
+
+    resolved = resolve(target)
+    planned = plan_up(resolved, seed=with_seed)
+    if not confirm_plan(resolved, yes, planned, f"{resolved.display} is up to date: nothing to do"):
+        return
+    echo_target("bringing up", resolved)
+    run_up(resolved, seed=with_seed, hooks=_hooks())
+
+
+def _hooks() -> Any:
+    from dbtool.ops.converge import Hooks
+
+    return Hooks(
+        step=_render_step,
+        sessions=_report_sessions,
+        progress=_progress,
+        message=lambda text: click.echo(text, err=True),
+    )
+
+
+def _render_step(step: Any) -> None:
+    if step.failed:
+        click.echo(f"  {step.name:<12} failed  {step.seconds:6.2f}s")
+        return
+    click.echo(f"  {step.name:<12} ok      {step.seconds:6.2f}s  {step.outcome}")

@@ -1,4 +1,4 @@
-"""Commands that look at a target without writing: connect, sessions, wait, doctor."""
+"""Commands that look at a target without writing: connect, sessions, wait, doctor, extensions."""
 
 from __future__ import annotations
 
@@ -77,3 +77,31 @@ def doctor(target: str) -> None:
         click.echo(f"{len(failed)} failed: {', '.join(failed)}")
         sys.exit(1)
     click.echo("all checks passed")
+
+
+@cli.command()
+@target_command(writes=False)
+@click.option("--check", is_flag=True, help="Exit 1 when an installed version differs from dbtool.toml's.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+def extensions(target: Any, check: bool, as_json: bool) -> None:
+    """Declared, installed and available extension versions.  Example: dbtool extensions prod --check"""
+    from dbtool.engine.session import open_session
+    from dbtool.ops.extensions import survey
+    from dbtool.targets.declared import read_declaration
+
+    declared = read_declaration(target.root).extensions
+    with open_session(target) as session:
+        rows = survey(session, declared)
+    if as_json:
+        click.echo(json.dumps([row.as_dict() for row in rows], indent=2))
+    else:
+        click.echo(f"{'extension':<20}{'declared':<10}{'installed':<11}{'state':<13}available")
+        for row in rows:
+            available = ", ".join(row.available) or "-"
+            click.echo(
+                f"{row.name:<20}{row.declared or '-':<10}{row.installed or '-':<11}{row.state:<13}{available}".rstrip()
+            )
+    differ = [row.name for row in rows if row.declared is not None and row.state != "ok"]
+    if check and differ:
+        click.echo(f"not at their declared versions: {', '.join(differ)} (dbtool up installs them)", err=True)
+        sys.exit(1)

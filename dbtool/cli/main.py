@@ -119,6 +119,18 @@ target_argument = click.argument("target", type=click.Choice(TARGET_NAMES), defa
 yes_option = click.option("--yes", "-y", is_flag=True, help="Do not ask before writing to prod.")
 
 
+def confirm_plan(target: Any, yes: bool, planned: list[str], nothing: str) -> bool:
+    """Say there is nothing to do (False); otherwise, on prod, list the plan and ask (True: go on)."""
+    if not planned:
+        click.echo(nothing)
+        return False
+    if target.is_prod and not yes:
+        for line in planned:
+            click.echo(f"  {line}", err=True)
+    confirm_production(target, yes)
+    return True
+
+
 def target_command(*, writes: bool, sql_file: str | None = None) -> Callable[[Callable[..., Any]], Any]:
     """Shared TARGET argument, --yes and --file; the command receives the resolved target."""
 

@@ -10,7 +10,15 @@ from typing import Any
 
 import click
 
-from dbtool.cli.main import cli, confirm_production, project_root, resolve, sql_path, target_argument, yes_option
+from dbtool.cli.main import (
+    cli,
+    confirm_plan,
+    project_root,
+    resolve,
+    sql_path,
+    target_argument,
+    yes_option,
+)
 
 
 class DefaultGroup(click.Group):
@@ -78,13 +86,8 @@ def _plan_confirm_run(
     another run got there first.
     """
     verb, done_as, nothing = words
-    if not planned:
-        click.echo(f"{nothing} {target.display}")
+    if not confirm_plan(target, yes, [f"{verb} {name}" for name in planned], f"{nothing} {target.display}"):
         return
-    if target.is_prod and not yes:
-        for name in planned:
-            click.echo(f"  {verb} {name}", err=True)
-    confirm_production(target, yes)
     done = run()
     if not done:
         click.echo(f"{nothing} {target.display} (another run got there first)")

@@ -1,0 +1,203 @@
+"""``setup`` and ``up`` as library functions: each step timed and reported through a callback.
+
+The CLI renders the steps, the deploy-time handler logs them, the tests read them: all run this code.
+
+* ``setup`` (a laptop's reset): drop → create → extensions → schema → migrate → seed.
+* ``up`` (any database, production included, converging): create the database if missing →
+  reconcile extensions → load ``db/schema.sql`` only when the database is new (nothing of its own in
+  it, no ``schema_migrations``) → apply pending migrations → load ``db/seed.sql`` only with ``seed``
+  and only on the run that created the database. :func:`plan_up` says beforehand what ``up`` would
+  change, without changing anything: an empty plan means a second ``up`` has nothing to do.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from dbtool import queries
+from dbtool.errors import DbtoolError
+
+if TYPE_CHECKING:
+    from dbtool.engine.loader import ProgressCallback
+    from dbtool.targets.resolve import Target
+
+SCHEMA_FILE = "db/schema.sql"
+SEED_FILE = "db/seed.sql"
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step's outcome: ``changed`` is False when it found nothing to do."""
+
+    name: str
+    outcome: str
+    seconds: float
+    changed: bool = True
+    failed: bool = False
+
+
+@dataclass
+class Hooks:
+    """How a caller hears about the run: each step, sessions a drop ends, load progress, messages."""
+
+    step: Callable[[Step], None] = lambda step: None
+    sessions: Callable[[Any], None] | None = None
+    progress: Callable[[Path], AbstractContextManager[ProgressCallback | None]] = lambda path: contextlib.nullcontext(
+        None
+    )
+    message: Callable[[str], None] = lambda text: None
+
+
+def setup(target: Target, *, force: bool = False, hooks: Hooks | None = None) -> list[Step]:
+    """Drop and rebuild the target's database from the project's files; the steps run."""
+    from dbtool.ops.admin import create_database, drop_database
+
+    hooks = hooks or Hooks()
+    run = _Runner(hooks)
+    declared = _declared(target)
+    migrations = _migrations(target, hooks)
+
+    def drop() -> tuple[str, bool]:
+        result = drop_database(target, force=force or not target.is_prod, on_sessions=hooks.sessions)
+        return (f"dropped database {target.dbname}" if result.existed else "did not exist"), result.existed
+
+    run("drop", drop)
+    run("create", lambda: ("created", create_database(target)))
+    if declared:
+        run("extensions", lambda: _extensions(target, declared))
+    run("schema-load", lambda: _load(target, target.root / SCHEMA_FILE, hooks))
+    if migrations.files:  # after the schema (which may mark some applied), before the seed that needs them
+        run("migrate", lambda: _migrate(migrations))
+    run("seed", lambda: _load(target, target.root / SEED_FILE, hooks))
+    return run.steps
+
+
+def plan_up(target: Target, *, seed: bool = False) -> list[str]:
+    """What :func:`up` would do, one line each; empty when the database is already where it should be."""
+    from dbtool.engine.session import open_maintenance_session, open_session
+    from dbtool.ops import extensions
+
+    declared = _declared(target)
+    migrations = _migrations(target, Hooks())
+    with open_maintenance_session(target) as session:
+        exists = bool(session.execute(queries.get("database_exists"), {"dbname": target.dbname}).scalar())
+    if not exists:
+        lines = [f"create database {target.dbname}"]
+        lines += [f"create extension {name} {version}" for name, version in declared.items()]
+        lines += [f"load {SCHEMA_FILE}"] if (target.root / SCHEMA_FILE).exists() else []
+        lines += [f"apply {migration.display}" for migration in migrations.files]
+        lines += [f"load {SEED_FILE}"] if seed and (target.root / SEED_FILE).exists() else []
+        return lines
+    with open_session(target) as session:
+        lines = [f"{change.describe()}" for change in extensions.plan(session, declared)]
+        fresh = _is_new(session)
+    if fresh and (target.root / SCHEMA_FILE).exists():
+        lines.append(f"load {SCHEMA_FILE} (the database is empty)")
+    if migrations.files:
+        pending = migrations.plan() if not fresh else migrations.files
+        lines += [f"apply {migration.display}" for migration in pending]
+    return lines
+
+
+def up(target: Target, *, seed: bool = False, hooks: Hooks | None = None) -> list[Step]:
+    """Bring the target's database to what the project declares, changing only what differs; the steps run."""
+    from dbtool.engine.session import open_session
+    from dbtool.ops.admin import create_database
+
+    hooks = hooks or Hooks()
+    run = _Runner(hooks)
+    declared = _declared(target)
+    migrations = _migrations(target, hooks)
+    created = run("create", lambda: ("created", True) if create_database(target) else ("exists", False))
+    if declared:
+        run("extensions", lambda: _extensions(target, declared))
+
+    def schema() -> tuple[str, bool]:
+        path = target.root / SCHEMA_FILE
+        with open_session(target) as session:
+            fresh = _is_new(session)
+        if not fresh:
+            return "skipped: the database is not new", False
+        if not path.exists():
+            return f"skipped: no {SCHEMA_FILE}", False
+        return _load(target, path, hooks)
+
+    run("schema-load", schema)
+    if migrations.files:
+        run("migrate", lambda: _migrate(migrations))
+    if seed:
+
+        def seed_step() -> tuple[str, bool]:
+            if not created.changed:
+                return "skipped: only the run that creates the database seeds it", False
+            return _load(target, target.root / SEED_FILE, hooks)
+
+        run("seed", seed_step)
+    return run.steps
+
+
+class _Runner:
+    """Runs steps in order, timing and reporting each; a failure is reported, then raised."""
+
+    def __init__(self, hooks: Hooks) -> None:
+        self.hooks = hooks
+        self.steps: list[Step] = []
+
+    def __call__(self, name: str, work: Callable[[], tuple[str, bool]]) -> Step:
+        started = time.perf_counter()
+        try:
+            outcome, changed = work()
+        except DbtoolError:
+            self._report(Step(name, "failed", time.perf_counter() - started, failed=True))
+            raise
+        return self._report(Step(name, outcome, time.perf_counter() - started, changed))
+
+    def _report(self, step: Step) -> Step:
+        self.steps.append(step)
+        self.hooks.step(step)
+        return step
+
+
+def _declared(target: Target) -> dict[str, str]:
+    from dbtool.targets.declared import read_declaration
+
+    return read_declaration(target.root).extensions
+
+
+def _migrations(target: Target, hooks: Hooks) -> Any:
+    from dbtool.migrations.runner import Migrations
+
+    return Migrations(target, report=hooks.message)
+
+
+def _extensions(target: Target, declared: dict[str, str]) -> tuple[str, bool]:
+    from dbtool.engine.session import open_session
+    from dbtool.ops.extensions import reconcile
+
+    with open_session(target) as session:
+        result = reconcile(session, declared)
+    return result.describe(), bool(result.changes)
+
+
+def _load(target: Target, path: Path, hooks: Hooks) -> tuple[str, bool]:
+    from dbtool.engine.loader import load_file
+
+    with hooks.progress(path) as on_progress:
+        result = load_file(target, path, on_progress=on_progress)
+    return f"{result.name}: {result.statements} statements", True
+
+
+def _migrate(migrations: Any) -> tuple[str, bool]:
+    applied = migrations.migrate()
+    return f"applied {len(applied)} of {len(migrations.files)}", bool(applied)
+
+
+def _is_new(session: Any) -> bool:
+    """Nothing of the database's own in it (extension members aside), and no schema_migrations."""
+    return bool(session.execute(queries.get("database_is_empty")).scalar())
