@@ -29,6 +29,7 @@ COMMANDS = [
     "rollback",
     "up",
     "extensions",
+    "deploy",
 ]
 
 

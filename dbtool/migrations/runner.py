@@ -189,7 +189,7 @@ class Migrations:
             return True
         if transaction:
             conn.begin()
-            self._wait_for_lock(conn, "migration_lock_xact")
+            self._wait_for_lock(conn, "xact_lock")
         if (version in {row.version for row in _applied_rows(conn, extended=True)}) == applied:
             return True
         if conn.in_transaction:

@@ -20,6 +20,8 @@ CREATE = "CREATE DATABASE {}"
 DROP = "DROP DATABASE IF EXISTS {}"
 DROP_FORCE = "DROP DATABASE IF EXISTS {} WITH (FORCE)"
 DUPLICATE_DATABASE = "42P04"
+# Two CREATE DATABASEs of one name at the same moment: the loser fails on pg_database's unique index.
+UNIQUE_VIOLATION = "23505"
 
 
 @dataclass(frozen=True)
@@ -47,7 +49,7 @@ def create_database(target: Target) -> bool:
         try:
             session.execute(sql.SQL(CREATE).format(sql.Identifier(target.dbname)))
         except SqlError as error:
-            if error.sqlstate == DUPLICATE_DATABASE:
+            if error.sqlstate in (DUPLICATE_DATABASE, UNIQUE_VIOLATION):
                 return False  # created by someone else between our check and our CREATE
             raise _server_error(f'cannot create database "{target.dbname}"', error) from None
     return True

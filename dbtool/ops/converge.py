@@ -13,6 +13,8 @@ The CLI renders the steps, the deploy-time handler logs them, the tests read the
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import random
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -27,6 +29,10 @@ if TYPE_CHECKING:
     from dbtool.engine.loader import ProgressCallback
     from dbtool.targets.resolve import Target
 
+# Distinct from the migrations' key: up holds this one while migrate (its own session) takes that one.
+UP_LOCK_KEY = int.from_bytes(hashlib.sha256(b"dbtool up").digest()[:8], "big", signed=True)
+UP_LOCK_TIMEOUT = 600.0
+UP_LOCK_POLL = 0.05
 SCHEMA_FILE = "db/schema.sql"
 SEED_FILE = "db/seed.sql"
 
@@ -70,7 +76,7 @@ def setup(target: Target, *, force: bool = False, hooks: Hooks | None = None) ->
     run("drop", drop)
     run("create", lambda: ("created", create_database(target)))
     if declared:
-        run("extensions", lambda: _extensions(target, declared))
+        run("extensions", lambda: _extensions(target, declared, hooks.message))
     run("schema-load", lambda: _load(target, target.root / SCHEMA_FILE, hooks))
     if migrations.files:  # after the schema (which may mark some applied), before the seed that needs them
         run("migrate", lambda: _migrate(migrations))
@@ -116,17 +122,25 @@ def up(target: Target, *, seed: bool = False, hooks: Hooks | None = None) -> lis
     migrations = _migrations(target, hooks)
     created = run("create", lambda: ("created", True) if create_database(target) else ("exists", False))
     if declared:
-        run("extensions", lambda: _extensions(target, declared))
+        run("extensions", lambda: _extensions(target, declared, hooks.message))
 
     def schema() -> tuple[str, bool]:
+        from dbtool.engine.loader import display_path, open_sql, run_sql
+        from dbtool.engine.split import Scanner
+
         path = target.root / SCHEMA_FILE
-        with open_session(target) as session:
-            fresh = _is_new(session)
-        if not fresh:
-            return "skipped: the database is not new", False
         if not path.exists():
             return f"skipped: no {SCHEMA_FILE}", False
-        return _load(target, path, hooks)
+        with open_session(target) as session:
+            session.begin()
+            _take_up_lock(session, hooks.message)  # a concurrent up loads it first, or waits for this one
+            if not _is_new(session):
+                session.rollback()
+                return "skipped: the database is not new", False
+            name = display_path(path)
+            with open_sql(path) as stream, hooks.progress(path) as on_progress:
+                count = run_sql(session, Scanner(stream), name, transaction=True, on_progress=on_progress)
+        return f"{name}: {count} statements", True
 
     run("schema-load", schema)
     if migrations.files:
@@ -176,12 +190,12 @@ def _migrations(target: Target, hooks: Hooks) -> Any:
     return Migrations(target, report=hooks.message)
 
 
-def _extensions(target: Target, declared: dict[str, str]) -> tuple[str, bool]:
+def _extensions(target: Target, declared: dict[str, str], message: Callable[[str], None]) -> tuple[str, bool]:
     from dbtool.engine.session import open_session
     from dbtool.ops.extensions import reconcile
 
     with open_session(target) as session:
-        result = reconcile(session, declared)
+        result = reconcile(session, declared, lock=lambda locked: _take_up_lock(locked, message))
     return result.describe(), bool(result.changes)
 
 
@@ -196,6 +210,22 @@ def _load(target: Target, path: Path, hooks: Hooks) -> tuple[str, bool]:
 def _migrate(migrations: Any) -> tuple[str, bool]:
     applied = migrations.migrate()
     return f"applied {len(applied)} of {len(migrations.files)}", bool(applied)
+
+
+def _take_up_lock(session: Any, report: Callable[[str], None]) -> None:
+    """Inside the session's transaction: wait for any other run's extension or schema step to finish."""
+    deadline = time.monotonic() + UP_LOCK_TIMEOUT
+    told = False
+    while not session.execute(queries.get("xact_lock"), {"key": UP_LOCK_KEY}).scalar():
+        if time.monotonic() >= deadline:
+            raise DbtoolError(
+                f"timed out after {UP_LOCK_TIMEOUT:g} s waiting for another run of up or setup on this database",
+                "it may still be loading; run again when it has finished",
+            )
+        if not told:
+            report("waiting for another run of up or setup on this database")
+            told = True
+        time.sleep(UP_LOCK_POLL * (1 + random.random()))
 
 
 def _is_new(session: Any) -> bool:

@@ -15,6 +15,7 @@ transaction, so a failure leaves no extension of that run installed.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
@@ -125,17 +126,23 @@ def plan(session: Session, declared: dict[str, str]) -> list[Change]:
     return _plan(session, _read(session), declared)
 
 
-def reconcile(session: Session, declared: dict[str, str]) -> Reconciled:
-    """Bring the declared extensions to their versions in one transaction; raise before any DDL if it cannot."""
+def reconcile(
+    session: Session, declared: dict[str, str], *, lock: Callable[[Session], None] | None = None
+) -> Reconciled:
+    """Bring the declared extensions to their versions in one transaction; raise before any DDL if it cannot.
+
+    ``lock``, called first inside the transaction, lets concurrent runs take turns: each then reads
+    the state the one before it left.
+    """
     from psycopg import sql
 
-    server = _read(session)
-    changes = _plan(session, server, declared)
-    undeclared = [extension for extension in server.survey(declared) if extension.state == "undeclared"]
-    if not changes:
-        return Reconciled([], [], undeclared)
     session.begin()
     try:
+        if lock is not None:
+            lock(session)
+        server = _read(session)
+        changes = _plan(session, server, declared)
+        undeclared = [extension for extension in server.survey(declared) if extension.state == "undeclared"]
         for change in changes:
             statement = (
                 "CREATE EXTENSION {} VERSION {} CASCADE"
@@ -149,7 +156,7 @@ def reconcile(session: Session, declared: dict[str, str]) -> Reconciled:
                     f"cannot {change.describe()}: {error.describe()}",
                     _join(error.hint, "no extension of this run was installed"),
                 ) from None
-        after = dict(session.execute(queries.get("extensions_installed")).rows)
+        after = dict(session.execute(queries.get("extensions_installed")).rows) if changes else server.installed
         session.commit()
     finally:
         if session.in_transaction:

@@ -1,0 +1,271 @@
+"""The deploy-time handler: CloudFormation's whole lifecycle against a real server, moto's Secrets Manager and a
+loopback receiver for the replies (a presigned S3 URL's stand-in)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from dbtool.deploy import handler, on_event
+from dbtool.deploy.fingerprint import fingerprint
+from tests.conftest import DBNAME, LOCAL_PASSWORD, LOCAL_USER, PROD_PASSWORD, Server
+from tests.helpers import dbtool
+from tests.test_migrations import V1, V2, applied, tables
+from tests.test_migrations import write as migration
+
+
+class Receiver:
+    """CloudFormation's side of the reply: every PUT body and its Content-Type, in order."""
+
+    def __init__(self) -> None:
+        self.replies: list[dict[str, Any]] = []
+        self.sizes: list[int] = []
+        self.content_types: list[str | None] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_PUT(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                receiver.sizes.append(len(body))
+                receiver.content_types.append(self.headers.get("Content-Type"))
+                receiver.replies.append(json.loads(body))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/cfn-response?X-Amz-SignedHeaders=host"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+class Context:
+    """A Lambda context with a clock."""
+
+    def __init__(self, seconds: float = 300) -> None:
+        self.deadline = time.monotonic() + seconds
+        self.log_stream_name = "2026/12/01/[$LATEST]0123456789abcdef"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return int((self.deadline - time.monotonic()) * 1000)
+
+
+@pytest.fixture
+def receiver() -> Any:
+    found = Receiver()
+    yield found
+    found.close()
+
+
+@pytest.fixture
+def secret(aws, local: Server, project: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A secret in the console shape (the port a string), and the project as the Lambda's task root."""
+    monkeypatch.setenv("DBTOOL_PROJECT_ROOT", str(project))
+    monkeypatch.delenv("CONNECTION_URL", raising=False)
+    value = {
+        "engine": "postgres",
+        "username": LOCAL_USER,
+        "password": LOCAL_PASSWORD,
+        "host": "127.0.0.1",
+        "port": str(local.cluster.port),
+        "dbname": DBNAME,
+    }
+    return aws.client("secretsmanager").create_secret(Name="cruddur/db", SecretString=json.dumps(value))["ARN"]
+
+
+def event(receiver: Receiver, request: str, properties: dict[str, str], **extra: Any) -> dict[str, Any]:
+    return {
+        "RequestType": request,
+        "ResponseURL": receiver.url,
+        "StackId": "arn:aws:cloudformation:us-east-1:123456789012:stack/app/1",
+        "RequestId": str(uuid.uuid4()),
+        "ResourceType": "Custom::DbtoolUp",
+        "LogicalResourceId": "Database",
+        "ResourceProperties": {"ServiceToken": "arn:aws:lambda:us-east-1:123456789012:function:up", **properties},
+        **extra,
+    }
+
+
+def last(receiver: Receiver) -> dict[str, Any]:
+    assert receiver.content_types[-1] == "", receiver.content_types  # what the presigned URL was signed for
+    return receiver.replies[-1]
+
+
+def test_the_whole_lifecycle_forward_only(receiver, secret, local, project, caplog):
+    caplog.set_level(logging.INFO, logger="dbtool.deploy")
+    migration(project, V1, "bio", "ALTER TABLE users ADD COLUMN bio text;", "ALTER TABLE users DROP COLUMN bio;")
+    properties = {"SecretArn": secret, "Fingerprint": fingerprint(project), "Seed": "true"}
+    assert handler(event(receiver, "Create", properties), Context()) is None
+    created = last(receiver)
+    assert created["Status"] == "SUCCESS", created
+    physical = created["PhysicalResourceId"]
+    assert physical == f"dbtool:127.0.0.1:{local.cluster.port}/{DBNAME}"
+    assert created["Data"] == {"DatabaseName": DBNAME, "MigrationsApplied": "1", "SchemaVersion": V1}
+    assert applied(local) == [V1]
+    with psycopg.connect(local.url()) as conn:
+        assert conn.execute("SELECT count(*) FROM activities").fetchone() == (3,)  # seeded on Create
+
+    # A new migration: a new fingerprint, an Update, the same id.
+    migration(project, V2, "posts", "CREATE TABLE posts (id int);", "DROP TABLE posts;")
+    new_properties = {**properties, "Fingerprint": fingerprint(project)}
+    assert new_properties["Fingerprint"] != properties["Fingerprint"]
+    update = event(receiver, "Update", new_properties, PhysicalResourceId=physical, OldResourceProperties=properties)
+    handler(update, Context())
+    assert last(receiver)["Status"] == "SUCCESS"
+    assert last(receiver)["PhysicalResourceId"] == physical
+    assert last(receiver)["Data"] == {"DatabaseName": DBNAME, "MigrationsApplied": "1", "SchemaVersion": V2}
+    assert "posts" in tables(local)
+
+    # An Update that fails names the file and line, and leaves that migration out.
+    migration(project, "20260103000000", "bad", "CREATE TABLE likes (id int);\nSELEC oops;")
+    failing = {**properties, "Fingerprint": fingerprint(project)}
+    handler(
+        event(receiver, "Update", failing, PhysicalResourceId=physical, OldResourceProperties=new_properties), Context()
+    )
+    failed = last(receiver)
+    assert failed["Status"] == "FAILED" and failed["PhysicalResourceId"] == physical
+    assert failed["Reason"].startswith('db/migrations/20260103000000_bad.sql:3:1: syntax error at or near "SELEC"')
+    assert "likes" not in tables(local)
+
+    # The rollback Update: the old properties and the old package (V2's file gone) touch nothing.
+    (project / "db" / "migrations" / "20260103000000_bad.sql").unlink()
+    (project / "db" / "migrations" / f"{V2}_posts.sql").unlink()
+    rollback = event(receiver, "Update", properties, PhysicalResourceId=physical, OldResourceProperties=failing)
+    handler(rollback, Context())
+    assert last(receiver)["Status"] == "SUCCESS"
+    assert last(receiver)["Reason"].startswith(
+        f"forward only, nothing done: applied migrations not in this package ({V2})"
+    )
+    assert applied(local) == [V1, V2] and "posts" in tables(local)
+
+    # Delete with OnDelete retain (the default) keeps the database; with drop, it goes.
+    handler(event(receiver, "Delete", properties, PhysicalResourceId=physical), Context())
+    assert last(receiver)["Status"] == "SUCCESS" and local.exists()
+    handler(event(receiver, "Delete", {**properties, "OnDelete": "drop"}, PhysicalResourceId=physical), Context())
+    assert last(receiver)["Status"] == "SUCCESS" and not local.exists()
+
+    everything = json.dumps(receiver.replies) + caplog.text
+    assert LOCAL_PASSWORD not in everything and PROD_PASSWORD not in everything
+    assert all(size <= 4096 for size in receiver.sizes)
+
+
+def test_a_failed_create_then_its_delete(receiver, secret, local, project):
+    (project / "db" / "schema.sql").write_text("CREATE TABLE a (id int);\nSELECT nope;\n")
+    handler(event(receiver, "Create", {"SecretArn": secret}), Context())
+    failed = last(receiver)
+    assert failed["Status"] == "FAILED"
+    assert failed["Reason"].startswith('db/schema.sql:2:8: column "nope" does not exist')
+    marker = failed["PhysicalResourceId"]
+    assert marker == "dbtool-create-failed"
+    handler(event(receiver, "Delete", {"SecretArn": secret, "OnDelete": "drop"}, PhysicalResourceId=marker), Context())
+    assert last(receiver)["Status"] == "SUCCESS" and local.exists()  # nothing dropped for an id never created
+
+
+def test_a_very_long_error_keeps_the_reply_under_the_limit_and_its_end(receiver, secret, local, project):
+    (project / "db" / "schema.sql").write_text(f"CREATE TABLE a (id int);\nSELECT '{'x' * 6000}'::int;\n")
+    handler(event(receiver, "Create", {"SecretArn": secret}), Context())
+    failed = last(receiver)
+    assert receiver.sizes[-1] <= 4096
+    assert failed["Status"] == "FAILED" and failed["Reason"].startswith("… ")
+    assert failed["Reason"].endswith("(nothing was changed: the whole file was rolled back)")
+
+
+def test_an_unreachable_database_fails_before_the_deadline(receiver, aws, project, monkeypatch):
+    from dbtool.local.cluster import free_port
+
+    monkeypatch.setenv("DBTOOL_PROJECT_ROOT", str(project))
+    value = {"username": "u", "password": "p", "host": "127.0.0.1", "port": str(free_port()), "dbname": "x"}
+    arn = aws.client("secretsmanager").create_secret(Name="gone", SecretString=json.dumps(value))["ARN"]
+    started = time.monotonic()
+    handler(event(receiver, "Create", {"SecretArn": arn}), Context(seconds=20))
+    took = time.monotonic() - started
+    assert last(receiver)["Status"] == "FAILED" and took < 20, took
+    assert "did not accept connections" in last(receiver)["Reason"]
+
+
+def test_duplicate_invocations_converge(receiver, secret, local, project):
+    migration(project, V1, "slow", "CREATE TABLE slow (id int);\nSELECT pg_sleep(1);")
+    request = event(receiver, "Create", {"SecretArn": secret})
+    threads = [threading.Thread(target=handler, args=(request, Context())) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert [reply["Status"] for reply in receiver.replies] == ["SUCCESS", "SUCCESS"], receiver.replies
+    assert applied(local) == [V1]
+
+
+def test_bad_properties_are_a_failed_reply(receiver, project, monkeypatch):
+    monkeypatch.setenv("DBTOOL_PROJECT_ROOT", str(project))
+    handler(event(receiver, "Create", {}), Context())
+    assert last(receiver)["Status"] == "FAILED"
+    assert last(receiver)["Reason"].startswith("the SecretArn property is required")
+    handler(event(receiver, "Create", {"SecretArn": "arn:x", "OnDelete": "destroy"}), Context())
+    assert last(receiver)["Reason"] == "OnDelete must be retain or drop, not 'destroy'"
+
+
+def test_on_event_returns_fields_or_raises(secret, local, project):
+    fields = on_event({"RequestType": "Create", "ResourceProperties": {"SecretArn": secret}}, Context())
+    assert fields["PhysicalResourceId"].startswith("dbtool:127.0.0.1:")
+    assert fields["Data"]["DatabaseName"] == DBNAME
+    (project / "db" / "migrations").mkdir()
+    migration(project, V1, "bad", "SELEC 1;")
+    with pytest.raises(RuntimeError, match=r"20260101000000_bad.sql:2:1: syntax error"):
+        on_event({"RequestType": "Update", "ResourceProperties": {"SecretArn": secret}}, Context())
+
+
+def test_the_data_api_variant(receiver, data_api, project, monkeypatch):
+    monkeypatch.setenv("DBTOOL_PROJECT_ROOT", str(project))
+    monkeypatch.delenv("PROD_DATA_API_CLUSTER_ARN")
+    monkeypatch.delenv("PROD_DB_SECRET_ID")
+    properties = {
+        "SecretArn": data_api.secret_arn,
+        "ClusterArn": "arn:aws:rds:us-east-1:123456789012:cluster:cruddur-aurora",
+    }
+    handler(event(receiver, "Create", {**properties, "Seed": "true"}), Context())
+    created = last(receiver)
+    assert created["Status"] == "SUCCESS", created
+    assert created["PhysicalResourceId"] == f"dbtool:{properties['ClusterArn']}/{DBNAME}"
+    with psycopg.connect(data_api.db.url()) as conn:
+        assert conn.execute("SELECT count(*) FROM users").fetchone() == (3,)
+
+
+def test_fingerprint_is_stable_and_sees_every_database_file(project):
+    first = dbtool("deploy", "fingerprint").out.strip()
+    assert len(first) == 64 and first == fingerprint(project)
+    seed = project / "db" / "seed.sql"
+    seed.write_bytes(seed.read_bytes().replace(b"\n", b"\r\n"))
+    assert fingerprint(project) == first  # a Windows checkout's line endings
+    (project / "dbtool.toml").write_text('[extensions]\ncitext = "1.6"\n')
+    with_extensions = fingerprint(project)
+    assert with_extensions != first
+    migration(project, V1, "x", "SELECT 1;")
+    assert fingerprint(project) not in (first, with_extensions)
+    (project / "README.md").write_text("not a database file")
+    assert fingerprint(project) == fingerprint(project)
+
+
+def test_a_delete_never_drops_what_its_id_does_not_name(receiver, secret, local, project):
+    handler(event(receiver, "Create", {"SecretArn": secret}), Context())
+    physical = last(receiver)["PhysicalResourceId"]
+    handler(event(receiver, "Delete", {"Old": "shape"}, PhysicalResourceId=physical), Context())  # retain, unparsed
+    assert last(receiver)["Status"] == "SUCCESS" and local.exists()
+    other = physical.replace(f"/{DBNAME}", "/another")
+    handler(event(receiver, "Delete", {"SecretArn": secret, "OnDelete": "drop"}, PhysicalResourceId=other), Context())
+    assert last(receiver)["Status"] == "SUCCESS" and local.exists()
+    assert last(receiver)["Reason"] == f"the properties name {physical}, not this resource: nothing dropped"
