@@ -18,7 +18,7 @@ import pytest
 from dbtool.deploy import handler, on_event
 from dbtool.deploy.fingerprint import fingerprint
 from tests.conftest import DBNAME, LOCAL_PASSWORD, LOCAL_USER, PROD_PASSWORD, Server
-from tests.helpers import dbtool
+from tests.helpers import dbtool, error_line
 from tests.test_migrations import V1, V2, applied, tables
 from tests.test_migrations import write as migration
 
@@ -269,3 +269,54 @@ def test_a_delete_never_drops_what_its_id_does_not_name(receiver, secret, local,
     handler(event(receiver, "Delete", {"SecretArn": secret, "OnDelete": "drop"}, PhysicalResourceId=other), Context())
     assert last(receiver)["Status"] == "SUCCESS" and local.exists()
     assert last(receiver)["Reason"] == f"the properties name {physical}, not this resource: nothing dropped"
+
+
+WHEELS = Path(__file__).resolve().parent.parent / ".cache" / "lambda-wheels"  # fetched by bin/run-tests
+
+
+@pytest.mark.parametrize("python", ["3.11", "3.12"])
+def test_package_holds_the_handler_its_wheels_and_the_project(project, tmp_path, python):
+    import subprocess
+    import sys
+    import zipfile
+
+    assert (WHEELS / ".complete").exists(), "run ./bin/run-tests: it fetches the Lambda wheels these tests build from"
+    (project / "dbtool.toml").write_text('[extensions]\ncitext = "1.6"\n')
+    out = tmp_path / "lambda.zip"
+    run = dbtool("deploy", "package", "--out", str(out), "--python", python, "--find-links", str(WHEELS))
+    assert run.code == 0, run.all
+    assert run.out.startswith(f"wrote {out} (") and "handler dbtool.deploy.handler" in run.out
+    names = zipfile.ZipFile(out).namelist()
+    for needed in (
+        "dbtool/deploy/handler.py",
+        "dbtool/queries/xact_lock.sql",
+        "db/schema.sql",
+        "db/seed.sql",
+        "dbtool.toml",
+    ):
+        assert needed in names, needed
+    tops = {name.split("/")[0] for name in names}
+    assert {"psycopg", "psycopg_binary", "dotenv"} <= tops
+    assert not tops & {"boto3", "botocore", "click", "rich"}, tops & {"boto3", "botocore", "click", "rich"}
+    assert not any(name.startswith("dbtool/cli/") for name in names)
+    assert zipfile.ZipFile(out).getinfo("db/schema.sql").date_time == (2020, 1, 1, 0, 0, 0)  # reproducible
+    assert out.stat().st_size < 15_000_000
+    if python != f"{sys.version_info.major}.{sys.version_info.minor}":
+        return  # no interpreter of that version here to import it with
+    unpacked = tmp_path / "task"
+    zipfile.ZipFile(out).extractall(unpacked)
+    probe = (
+        "import sys; sys.path[:0] = [sys.argv[1]]\n"
+        "import dbtool.deploy.handler, psycopg\n"
+        "print(psycopg.pq.__impl__, dbtool.deploy.handler.__file__.startswith(sys.argv[1]))"
+    )
+    # -I: no user site, no environment; -S: not even this machine's site-packages, only the package.
+    result = subprocess.run([sys.executable, "-I", "-S", "-c", probe, str(unpacked)], capture_output=True, text=True)
+    assert result.stdout.split() == ["binary", "True"], result.stderr
+
+
+def test_package_without_the_wheels_is_one_line(project, tmp_path):
+    empty = tmp_path / "none"
+    empty.mkdir()
+    line = error_line(dbtool("deploy", "package", "--out", str(tmp_path / "x.zip"), "--find-links", str(empty)))
+    assert line.startswith("error: could not get Lambda wheels for Python 3.12 on x86_64: ")
