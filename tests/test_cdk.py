@@ -116,7 +116,7 @@ def test_the_readme_stack_synthesizes_as_written(project, package):
     from tests.helpers import REPO
 
     readme = (REPO / "README.md").read_text()
-    example = re.search(r"```python\n(# app.py, after `dbtool deploy package`.*?)```", readme, re.S)
+    example = re.search(r"```python\n(# stack.py \(a CDK app\), after `dbtool deploy package`.*?)```", readme, re.S)
     assert example is not None
     namespace: dict[str, object] = {}
     exec(compile(example.group(1), "README.md", "exec"), namespace)  # the README's own example

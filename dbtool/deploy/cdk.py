@@ -53,8 +53,9 @@ class DatabaseInitializer(Construct):
             raise ValueError("give exactly one of instance or cluster")
         if use_data_api and cluster is None:
             raise ValueError("use_data_api needs a cluster (the RDS Data API serves Aurora only)")
-        project = Path(project_dir)
-        zip_path = Path(package) if package is not None else project / "dbtool-lambda.zip"
+        # Absolute: jsii resolves asset paths in its own process, whose directory need not be ours.
+        project = Path(project_dir).resolve()
+        zip_path = Path(package).resolve() if package is not None else project / "dbtool-lambda.zip"
         if not zip_path.is_file():
             raise ValueError(f"{zip_path} not found: build it with dbtool deploy package")
         database = instance or cluster
