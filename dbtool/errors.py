@@ -21,6 +21,12 @@ class DbtoolError(Exception):
         return f"{self.message} ({self.hint})" if self.hint else self.message
 
 
+def join_hints(first: str | None, second: str) -> str:
+    """Two clauses of a hint or detail as one: ``first; second`` (either alone when the other is empty)."""
+    first = (first or "").rstrip(".")
+    return f"{first}; {second}" if first and second else first or second
+
+
 class TargetNotConfigured(DbtoolError):
     """The variable that names a target's server is not set anywhere."""
 

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from dbtool.engine.session import Params, Result, SqlError
+from dbtool.errors import join_hints
 from dbtool.targets.dataapi import CLUSTER_VARIABLE, DataApiAddress
 
 if TYPE_CHECKING:
@@ -74,7 +75,6 @@ class DataApiSession:
 
     def __init__(self, client: Any, address: DataApiAddress, dbname: str, report: Callable[[str], None]) -> None:
         self.client, self.address, self.dbname, self.report = client, address, dbname, report
-        self.calls = 0
         self._transaction: str | None = None
         self._failed = False
         self._version: int | None = None
@@ -92,10 +92,6 @@ class DataApiSession:
     @property
     def in_transaction(self) -> bool:
         return self._transaction is not None
-
-    @property
-    def transaction_failed(self) -> bool:
-        return self._failed
 
     def execute(self, query: Any, params: Params = None) -> Result:
         self._flush()
@@ -274,7 +270,6 @@ class DataApiSession:
         waits = iter(RESUME_POLL)
         told = False
         while True:
-            self.calls += 1
             try:
                 return getattr(self.client, operation)(
                     resourceArn=self.address.cluster_arn, secretArn=self.address.secret_arn, **request
@@ -475,10 +470,6 @@ def _byte_offset(text: str, position: int) -> int:
     return len(text[: position - 1].encode("utf-8"))
 
 
-def _join_detail(detail: str | None, more: str) -> str:
-    return f"{detail.rstrip('.')}; {more}" if detail else more
-
-
 @dataclass(frozen=True)
 class _Insert:
     """A one-row ``INSERT INTO t (cols) VALUES (…)`` with nothing after its row."""
@@ -525,9 +516,7 @@ def _locate_in_rows(error: SqlError, pending: _Rows) -> None:
     if error.position is None:
         last_run, last_start, _ = pending.rows[-1]
         lines = f"lines {first_run.locate(first_start)[0]} to {last_run.locate(last_start)[0]}"
-        error.detail = _join_detail(
-            error.detail, f"in one of the {len(pending.rows)} INSERTs on {lines}, sent together"
-        )
+        error.detail = join_hints(error.detail, f"in one of the {len(pending.rows)} INSERTs on {lines}, sent together")
         return
     at = error.position - 1 - len(pending.head) - 1  # characters into the rows
     for run, _, insert in pending.rows:

@@ -52,12 +52,6 @@ class LibpqSession:
 
         return self.conn.info.transaction_status in (TransactionStatus.INTRANS, TransactionStatus.INERROR)
 
-    @property
-    def transaction_failed(self) -> bool:
-        from psycopg.pq import TransactionStatus
-
-        return self.conn.info.transaction_status == TransactionStatus.INERROR
-
     def execute(self, query: Any, params: Params = None) -> Result:
         import psycopg
 

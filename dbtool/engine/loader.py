@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, BinaryIO
 from dbtool.engine.readahead import read_ahead
 from dbtool.engine.session import Session, SqlError, open_session
 from dbtool.engine.split import CopyEnd, MetaCommand, Run, Scanner, SplitError
-from dbtool.errors import SqlFileError
+from dbtool.errors import SqlFileError, join_hints
 
 if TYPE_CHECKING:
     from dbtool.targets.resolve import Target
@@ -320,12 +320,7 @@ class _Loader:
             outcome = COMMITTED_BEFORE
         else:
             outcome = f"{COMMITTED_BEFORE}, except the file's transaction from line {self.began_at}: rolled back"
-        return SqlFileError(f"{self.name}:{line}:{column}: {message}", _join(hint, outcome))
-
-
-def _join(first: str | None, second: str) -> str:
-    first = (first or "").rstrip(".")
-    return f"{first}; {second}" if first and second else first or second
+        return SqlFileError(f"{self.name}:{line}:{column}: {message}", join_hints(hint, outcome))
 
 
 def _connect_dbname(word: str) -> str | None:

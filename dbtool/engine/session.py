@@ -86,9 +86,6 @@ class Session(Protocol):
     @property
     def in_transaction(self) -> bool: ...  # inside a transaction, ours or one a statement began
 
-    @property
-    def transaction_failed(self) -> bool: ...  # a statement failed inside it: only a rollback is possible
-
     def execute(self, query: Any, params: Params = None) -> Result:
         """One statement (text, bytes or a psycopg.sql composition), with ``%(name)s`` parameters."""
         ...

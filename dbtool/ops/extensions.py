@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from dbtool import queries
 from dbtool.engine.session import SqlError
-from dbtool.errors import DbtoolError
+from dbtool.errors import DbtoolError, join_hints
 
 if TYPE_CHECKING:
     from dbtool.engine.session import Session
@@ -154,7 +154,7 @@ def reconcile(
             except SqlError as error:
                 raise ExtensionError(
                     f"cannot {change.describe()}: {error.describe()}",
-                    _join(error.hint, "no extension of this run was installed"),
+                    join_hints(error.hint, "no extension of this run was installed"),
                 ) from None
         after = dict(session.execute(queries.get("extensions_installed")).rows) if changes else server.installed
         session.commit()
@@ -267,7 +267,3 @@ def version_key(version: str) -> tuple[tuple[int, str], ...]:
 
 def _names(text: str) -> tuple[str, ...]:
     return tuple(part for part in text.split(",") if part)
-
-
-def _join(first: str | None, second: str) -> str:
-    return f"{first.rstrip('.')}; {second}" if first else second
