@@ -168,7 +168,11 @@ def _what(error: BaseException) -> str:
 
 
 def _configure_logging() -> None:
-    """Lambda's root logger shows INFO only when asked; dbtool's lines always reach CloudWatch."""
+    """dbtool's INFO lines always reach CloudWatch; other libraries' (botocore's) stay at the root's level.
+
+    Lambda's runtime gives the root logger a handler; elsewhere (an emulator, a plain process) one is added. A
+    record propagates to the root's handlers whatever the root's own level, so only dbtool's logger is lowered.
+    """
     if not logger.handlers and not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO)
+        logging.basicConfig()
     logger.setLevel(logging.INFO)
