@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+__version__ = "0.1.0"  # pyproject.toml reads it from here
+
 from dbtool.errors import (
     AuthenticationFailed,
     ConnectionFailed,

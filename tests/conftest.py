@@ -53,9 +53,19 @@ class Server:
         return psycopg.connect(self.url(dbname), autocommit=True)
 
     def reset(self, dbname: str = DBNAME) -> None:
-        """Drop ``dbname`` so each test starts from nothing."""
+        """Drop ``dbname`` and every template setup kept, so each test starts from nothing."""
         with self.admin() as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname)))
+            for name in [dbname, *self.templates()]:
+                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+    def templates(self) -> list[str]:
+        """The databases setup keeps as templates (commented ``dbtool template …``), by name."""
+        query = (
+            "SELECT d.datname FROM pg_database d JOIN pg_shdescription s ON s.objoid = d.oid"
+            " AND s.classoid = 'pg_database'::regclass WHERE s.description LIKE 'dbtool template %' ORDER BY 1"
+        )
+        with self.admin() as conn:
+            return [row[0] for row in conn.execute(query)]
 
     def create(self, dbname: str = DBNAME) -> None:
         with self.admin() as conn:

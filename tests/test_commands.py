@@ -147,9 +147,9 @@ def test_setup_runs_every_step_on_one_target(local):
     run = dbtool("setup")
     assert run.code == 0, run.all
     steps = [line.split()[:2] for line in run.out.splitlines()[1:]]
-    assert steps == [["drop", "ok"], ["create", "ok"], ["schema-load", "ok"], ["seed", "ok"]]
+    assert steps == [["drop", "ok"], ["create", "ok"], ["schema-load", "ok"], ["seed", "ok"], ["template", "ok"]]
     assert tables(local) == [("activities", 3), ("users", 3)]
-    assert dbtool("setup").code == 0  # and again, over an existing database
+    assert dbtool("setup").code == 0  # and again, over an existing database (from the template: test_templates.py)
     assert tables(local) == [("activities", 3), ("users", 3)]
 
 

@@ -111,12 +111,22 @@ def seed(target: Any, file: Path | None, no_transaction: bool) -> None:
 @cli.command()
 @target_command(writes=True)
 @click.option("--force", is_flag=True, help="On prod, end other sessions when dropping.")
-def setup(target: Any, force: bool) -> None:
-    """Drop, create, extensions, schema, migrate and seed, all on one target.  Example: dbtool setup"""
+@click.option(
+    "--no-template",
+    "no_template",
+    is_flag=True,
+    help="Load every file afresh instead of cloning the last result, and drop the database's templates.",
+)
+def setup(target: Any, force: bool, no_template: bool) -> None:
+    """Drop, create, extensions, schema, migrate and seed, all on one target.  Example: dbtool setup
+
+    On a local target, when nothing changed since the last full setup (the SQL files, dbtool.toml's
+    extensions, the server), the database is cloned from a template copy of that result instead.
+    """
     from dbtool.ops.converge import setup as run_setup
 
     echo_target("setting up", target)
-    run_setup(target, force=force, hooks=_hooks())
+    run_setup(target, force=force, template=not no_template, hooks=_hooks())
 
 
 @cli.command()

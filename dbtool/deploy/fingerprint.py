@@ -12,22 +12,23 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-FILES = ("db/schema.sql", "db/seed.sql", "dbtool.toml")
-MIGRATIONS = "db/migrations"
+from dbtool.targets.project import database_files
+
+DECLARATION = "dbtool.toml"
 
 
-def database_files(root: Path) -> list[Path]:
-    found = [root / name for name in FILES if (root / name).is_file()]
-    folder = root / MIGRATIONS
-    if folder.is_dir():
-        found += [path for path in folder.glob("*.sql") if path.is_file()]
+def project_files(root: Path) -> list[Path]:
+    """The SQL files and ``dbtool.toml``, in relative-path order."""
+    found = database_files(root)
+    if (root / DECLARATION).is_file():
+        found.append(root / DECLARATION)
     return sorted(found, key=lambda path: path.relative_to(root).as_posix())
 
 
 def fingerprint(root: Path) -> str:
     """SHA-256 over each file's relative path and contents, in path order."""
     digest = hashlib.sha256()
-    for path in database_files(root):
+    for path in project_files(root):
         name = path.relative_to(root).as_posix().encode()
         data = path.read_bytes().replace(b"\r\n", b"\n")
         digest.update(len(name).to_bytes(4, "big") + name + len(data).to_bytes(8, "big") + data)

@@ -39,56 +39,78 @@ class DropResult:
     ended: tuple[Session, ...] = ()
 
 
-def create_database(target: Target) -> bool:
-    """Create the target's database; False when it already existed (not an error)."""
+def create_database(target: Target, *, session: SqlSession | None = None) -> bool:
+    """Create the target's database; False when it already existed (not an error).
+
+    ``session``, when given, is a maintenance session to use (and leave open) instead of a new one.
+    """
+    if session is not None:
+        return _create(session, target)
+    with open_maintenance_session(target) as maintenance:
+        return _create(maintenance, target)
+
+
+def _create(session: SqlSession, target: Target) -> bool:
     from psycopg import sql
 
-    with open_maintenance_session(target) as session:
-        if _exists(session, target.dbname):
-            return False
-        try:
-            session.execute(sql.SQL(CREATE).format(sql.Identifier(target.dbname)))
-        except SqlError as error:
-            if error.sqlstate in (DUPLICATE_DATABASE, UNIQUE_VIOLATION):
-                return False  # created by someone else between our check and our CREATE
-            raise _server_error(f'cannot create database "{target.dbname}"', error) from None
+    if _exists(session, target.dbname):
+        return False
+    try:
+        session.execute(sql.SQL(CREATE).format(sql.Identifier(target.dbname)))
+    except SqlError as error:
+        if error.sqlstate in (DUPLICATE_DATABASE, UNIQUE_VIOLATION):
+            return False  # created by someone else between our check and our CREATE
+        raise _server_error(f'cannot create database "{target.dbname}"', error) from None
     return True
 
 
 def drop_database(
-    target: Target, *, force: bool, on_sessions: Callable[[tuple[Session, ...]], None] | None = None
+    target: Target,
+    *,
+    force: bool,
+    on_sessions: Callable[[tuple[Session, ...]], None] | None = None,
+    session: SqlSession | None = None,
 ) -> DropResult:
     """Drop the target's database; with ``force``, end its other sessions (named first via ``on_sessions``).
 
     Without ``force`` a database with sessions is left alone and the sessions are reported, so
     production is never cut from under a running application by accident. Through the RDS Data
     API it is always forced: the API's own pooled connections are sessions that never go away.
+    ``session``, when given, is a maintenance session to use (and leave open) instead of a new one.
     """
+    if session is not None:
+        return _drop(session, target, force=force, on_sessions=on_sessions)
+    with open_maintenance_session(target) as maintenance:
+        return _drop(maintenance, target, force=force, on_sessions=on_sessions)
+
+
+def _drop(
+    session: SqlSession, target: Target, *, force: bool, on_sessions: Callable[[tuple[Session, ...]], None] | None
+) -> DropResult:
     force = force or target.data_api is not None
     from psycopg import sql
 
-    with open_maintenance_session(target) as session:
-        if not _exists(session, target.dbname):
-            return DropResult(existed=False)
-        rows = session.execute(queries.get("database_sessions"), {"dbname": target.dbname})
-        sessions = tuple(Session(*row) for row in rows)
-        if sessions and not force:
-            raise ServerError(
-                f'database "{target.dbname}" has {len(sessions)} other session(s): {_describe(sessions)}',
-                "stop the application, or pass --force to end them",
-            )
-        if sessions and session.server_version < FORCE_MIN_SERVER_VERSION:
-            raise ServerError(
-                f'database "{target.dbname}" is in use and the server is older than PostgreSQL 13',
-                "stop the sessions listed by ./bin/db-sessions, then drop again",
-            )
-        if sessions and on_sessions is not None:
-            on_sessions(sessions)
-        statement = DROP_FORCE if sessions else DROP
-        try:
-            session.execute(sql.SQL(statement).format(sql.Identifier(target.dbname)))
-        except SqlError as error:
-            raise _server_error(f'cannot drop database "{target.dbname}"', error) from None
+    if not _exists(session, target.dbname):
+        return DropResult(existed=False)
+    rows = session.execute(queries.get("database_sessions"), {"dbname": target.dbname})
+    sessions = tuple(Session(*row) for row in rows)
+    if sessions and not force:
+        raise ServerError(
+            f'database "{target.dbname}" has {len(sessions)} other session(s): {_describe(sessions)}',
+            "stop the application, or pass --force to end them",
+        )
+    if sessions and session.server_version < FORCE_MIN_SERVER_VERSION:
+        raise ServerError(
+            f'database "{target.dbname}" is in use and the server is older than PostgreSQL 13',
+            "stop the sessions listed by ./bin/db-sessions, then drop again",
+        )
+    if sessions and on_sessions is not None:
+        on_sessions(sessions)
+    statement = DROP_FORCE if sessions else DROP
+    try:
+        session.execute(sql.SQL(statement).format(sql.Identifier(target.dbname)))
+    except SqlError as error:
+        raise _server_error(f'cannot drop database "{target.dbname}"', error) from None
     return DropResult(existed=True, ended=sessions)
 
 

@@ -60,27 +60,56 @@ class Hooks:
     message: Callable[[str], None] = lambda text: None
 
 
-def setup(target: Target, *, force: bool = False, hooks: Hooks | None = None) -> list[Step]:
-    """Drop and rebuild the target's database from the project's files; the steps run."""
+def setup(target: Target, *, force: bool = False, template: bool = True, hooks: Hooks | None = None) -> list[Step]:
+    """Drop and rebuild the target's database from the project's files; the steps run.
+
+    On a local target, a template of the last full result is cloned when nothing changed since it was
+    made, and a fresh result is kept as the next one (:mod:`dbtool.ops.templates`); ``template=False``
+    loads afresh and drops the database's templates.
+    """
+    from dbtool.engine.session import open_maintenance_session
+    from dbtool.ops import templates
     from dbtool.ops.admin import create_database, drop_database
 
     hooks = hooks or Hooks()
     run = _Runner(hooks)
     declared = _declared(target)
     migrations = _migrations(target, hooks)
+    # One maintenance session for the drop, the create and the templates: each connection costs start-up time.
+    with open_maintenance_session(target) as admin:
+        found = templates.lookup(admin, target) if templates.allowed(target) else None
 
-    def drop() -> tuple[str, bool]:
-        result = drop_database(target, force=force or not target.is_prod, on_sessions=hooks.sessions)
-        return (f"dropped database {target.dbname}" if result.existed else "did not exist"), result.existed
+        def drop() -> tuple[str, bool]:
+            ends = force or not target.is_prod
+            result = drop_database(target, force=ends, on_sessions=hooks.sessions, session=admin)
+            return (f"dropped database {target.dbname}" if result.existed else "did not exist"), result.existed
 
-    run("drop", drop)
-    run("create", lambda: ("created", create_database(target)))
-    if declared:
-        run("extensions", lambda: _extensions(target, declared, hooks.message))
-    run("schema-load", lambda: _load(target, target.root / SCHEMA_FILE, hooks))
-    if migrations.files:  # after the schema (which may mark some applied), before the seed that needs them
-        run("migrate", lambda: _migrate(migrations))
-    run("seed", lambda: _load(target, target.root / SEED_FILE, hooks))
+        def clone(match: templates.Template) -> tuple[str, bool]:
+            why_not = templates.clone(admin, target, match)
+            if why_not is not None:
+                return f"{why_not}: loading afresh", False
+            return f"from template {match.name}: nothing changed since it was made", True
+
+        run("drop", drop)
+        if (
+            template
+            and found is not None
+            and found.match is not None
+            and run("clone", lambda: clone(found.match)).changed
+        ):
+            return run.steps
+        run("create", lambda: ("created", create_database(target, session=admin)))
+        if declared:
+            run("extensions", lambda: _extensions(target, declared, hooks.message))
+        run("schema-load", lambda: _load(target, target.root / SCHEMA_FILE, hooks))
+        if migrations.files:  # after the schema (which may mark some applied), before the seed that needs them
+            run("migrate", lambda: _migrate(migrations))
+        run("seed", lambda: _load(target, target.root / SEED_FILE, hooks))
+        if found is not None:
+            if template:
+                run("template", lambda: (templates.keep(admin, target, found), True))
+            else:
+                run("template", lambda: (templates.discard_all(admin, found), False))
     return run.steps
 
 

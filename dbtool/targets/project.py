@@ -34,6 +34,19 @@ def find_root(start: Path | None = None, environ: Mapping[str, str] | None = Non
     return here
 
 
+DATABASE_FILES = ("db/schema.sql", "db/seed.sql")
+MIGRATIONS_DIRECTORY = "db/migrations"
+
+
+def database_files(root: Path) -> list[Path]:
+    """The project's SQL: the schema, the seed and the migrations that exist, in relative-path order."""
+    found = [root / name for name in DATABASE_FILES if (root / name).is_file()]
+    folder = root / MIGRATIONS_DIRECTORY
+    if folder.is_dir():
+        found += [path for path in folder.glob("*.sql") if path.is_file()]
+    return sorted(found, key=lambda path: path.relative_to(root).as_posix())
+
+
 def is_project(directory: Path) -> bool:
     """Whether ``directory`` holds one of the project markers."""
     return any((directory / marker).exists() for marker in ROOT_MARKERS)

@@ -1,0 +1,188 @@
+"""Template reset: ``setup`` on a local target clones a copy of its last result when nothing changed.
+
+After a full ``setup`` (drop, create, extensions, schema, migrations, seed) the result is copied to a
+template database named for a fingerprint of everything that produced it: the project's SQL files,
+its declared extensions, the server's version, the connected user and dbtool's version. The next
+``setup`` whose fingerprint matches drops the database and runs ``CREATE DATABASE … TEMPLATE``
+instead of loading anything; any change loads afresh and keeps a new template.
+
+A template is a database like any other, ``<database>__dbtool_<16 hex digits>``, created with
+``ALLOW_CONNECTIONS false`` (nothing can hold it open by accident) and named in its comment
+(``dbtool template {"database": …, "fingerprint": …}``), which is how its owner database is found:
+two projects on one server keep their own. The newest :data:`KEEP` per database stay, so switching
+between two branches clones both ways. A template that cannot be cloned (missing, sessions on it) is
+never an error: the full load runs and replaces it. Production, and any target whose writes ask
+first, never gets one; nor does a database whose own settings a copy would not carry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from dbtool import __version__, queries
+from dbtool.engine.session import SqlError
+
+if TYPE_CHECKING:
+    from dbtool.engine.session import Session
+    from dbtool.targets.resolve import Target
+
+KEEP = 2
+MARK = "dbtool template "
+NAME_INFIX = "__dbtool_"
+MAX_IDENTIFIER_BYTES = 63
+FORMAT = b"dbtool template 1"
+# CREATE DATABASE's STRATEGY (PostgreSQL 15+): WAL_LOG copies block by block through the WAL, FILE_COPY
+# copies the files after a checkpoint. The checkpoint is a fixed cost that FILE_COPY wins back only on
+# a larger database (bench/setup.py measures both).
+STRATEGY_MIN_SERVER_VERSION = 150000
+FILE_COPY_MIN_BYTES = 16 << 20
+FORCE_MIN_SERVER_VERSION = 130000
+# Why a clone could not be made from a template: it is gone, or someone is connected to it.
+MISSING = "3D000"
+IN_USE = "55006"
+
+
+@dataclass(frozen=True)
+class Template:
+    name: str
+    database: str
+    fingerprint: str
+    bytes: int
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """This setup's fingerprint, the template that matches it (if any), and the database's others."""
+
+    fingerprint: str
+    name: str
+    match: Template | None
+    others: tuple[Template, ...] = field(default=())
+
+
+def allowed(target: Target) -> bool:
+    """Templates are for local targets: never production, the RDS Data API, or a target whose writes ask first."""
+    return not target.is_prod and target.data_api is None
+
+
+def template_name(dbname: str, fingerprint: str) -> str:
+    """``<database>__dbtool_<16 hex>``, the database's name shortened to fit PostgreSQL's 63 bytes."""
+    suffix = f"{NAME_INFIX}{fingerprint[:16]}"
+    room = MAX_IDENTIFIER_BYTES - len(suffix)
+    prefix = dbname.encode()[:room].decode("utf-8", "ignore")
+    return prefix + suffix
+
+
+def fingerprint(target: Target, *, server_version: int, user: str) -> str:
+    """SHA-256 over the project's SQL files (exact bytes), its declared extensions, the server and user, dbtool."""
+    from dbtool.targets.declared import read_declaration
+    from dbtool.targets.project import database_files
+
+    digest = hashlib.sha256(FORMAT)
+    facts = {
+        "dbtool": __version__,
+        "server": server_version,
+        "user": user,
+        "database": target.dbname,
+        "extensions": sorted(read_declaration(target.root).extensions.items()),
+    }
+    _add(digest, json.dumps(facts, sort_keys=True).encode())
+    for path in database_files(target.root):
+        _add(digest, path.relative_to(target.root).as_posix().encode())
+        _add(digest, path.read_bytes())
+    return digest.hexdigest()
+
+
+def _add(digest: hashlib._Hash, data: bytes) -> None:
+    digest.update(len(data).to_bytes(8, "big") + data)
+
+
+def lookup(session: Session, target: Target) -> Lookup:
+    """The fingerprint for this setup and the target's templates, from a maintenance session."""
+    rows = session.execute(queries.get("templates")).rows
+    user = rows[0][0]
+    found = [template for row in rows if (template := _parse(*row[1:])) and template.database == target.dbname]
+    wanted = fingerprint(target, server_version=session.server_version, user=user)
+    name = template_name(target.dbname, wanted)
+    match = next((t for t in found if t.fingerprint == wanted and t.name == name), None)
+    return Lookup(wanted, name, match, tuple(t for t in found if t is not match))
+
+
+def _parse(name: str | None, description: str | None, size: int | None) -> Template | None:
+    if name is None or description is None:
+        return None
+    try:
+        facts = json.loads(description[len(MARK) :])
+        return Template(name, str(facts["database"]), str(facts["fingerprint"]), int(size or 0))
+    except (ValueError, KeyError, TypeError):
+        return None  # someone else's comment that happens to start the same way
+
+
+def clone(session: Session, target: Target, template: Template) -> str | None:
+    """Create the target's database from ``template``; the reason when it could not (then nothing was created)."""
+    from psycopg import sql
+
+    statement = sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+        sql.Identifier(target.dbname), sql.Identifier(template.name)
+    )
+    try:
+        session.execute(statement + _strategy(session, template.bytes))
+    except SqlError as error:
+        if error.sqlstate == IN_USE:
+            return f"template {template.name} is in use"
+        if error.sqlstate == MISSING:
+            return f"template {template.name} is gone"
+        raise
+    return None
+
+
+def keep(session: Session, target: Target, found: Lookup) -> str:
+    """Copy the freshly loaded database to the lookup's template, dropping older ones; what happened, in words."""
+    from psycopg import sql
+
+    uncopied = session.execute(queries.get("database_uncopied"), {"dbname": target.dbname}).scalar()
+    if uncopied:
+        discard(session, (*found.others, *([found.match] if found.match else [])))
+        return f"none kept: a copy would not carry the database's {uncopied}"
+    stale = [t for t in (found.match, *found.others) if t is not None and t.name == found.name]
+    discard(session, stale)  # the one that could not be cloned
+    size = session.execute("SELECT pg_catalog.pg_database_size(%(dbname)s)", {"dbname": target.dbname}).scalar()
+    create = sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(found.name), sql.Identifier(target.dbname))
+    try:
+        session.execute(create + _strategy(session, int(size)) + sql.SQL(" ALLOW_CONNECTIONS false"))
+    except SqlError as error:
+        if error.sqlstate == IN_USE:
+            return f"none kept: database {target.dbname} is in use (a copy needs it to itself)"
+        raise
+    comment = MARK + json.dumps({"database": target.dbname, "fingerprint": found.fingerprint})
+    session.execute(sql.SQL("COMMENT ON DATABASE {} IS {}").format(sql.Identifier(found.name), sql.Literal(comment)))
+    older = [t for t in found.others if t.name != found.name][KEEP - 1 :]
+    discard(session, older)
+    return f"kept as {found.name} for the next setup"
+
+
+def discard_all(session: Session, found: Lookup) -> str:
+    """Drop every template of the target's database (``setup --no-template``); what happened, in words."""
+    every = [*found.others, *([found.match] if found.match else [])]
+    discard(session, every)
+    return f"dropped {len(every)} template(s)" if every else "none kept"
+
+
+def discard(session: Session, templates: tuple[Template, ...] | list[Template]) -> None:
+    """Drop templates, ending any session on one (they are dbtool's own)."""
+    from psycopg import sql
+
+    force = sql.SQL(" WITH (FORCE)") if session.server_version >= FORCE_MIN_SERVER_VERSION else sql.SQL("")
+    for template in templates:
+        session.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(template.name)) + force)
+
+
+def _strategy(session: Session, size: int) -> object:
+    from psycopg import sql
+
+    if session.server_version < STRATEGY_MIN_SERVER_VERSION:
+        return sql.SQL("")
+    return sql.SQL(" STRATEGY FILE_COPY" if size >= FILE_COPY_MIN_BYTES else " STRATEGY WAL_LOG")
