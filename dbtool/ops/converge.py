@@ -213,7 +213,17 @@ def _declared(target: Target) -> dict[str, str]:
     return read_declaration(target.root).extensions
 
 
+class _NoMigrations:
+    files: tuple[()] = ()
+
+
 def _migrations(target: Target, hooks: Hooks) -> Any:
+    """The project's migrations; without a migration file, nothing (and the runner is not even imported)."""
+    from dbtool.targets.project import MIGRATIONS_DIRECTORY
+
+    folder = target.root / MIGRATIONS_DIRECTORY
+    if not (folder.is_dir() and any(folder.glob("*.sql"))):
+        return _NoMigrations()
     from dbtool.migrations.runner import Migrations
 
     return Migrations(target, report=hooks.message)

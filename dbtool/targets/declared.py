@@ -39,8 +39,6 @@ class Declaration:
 
 def read_declaration(root: Path) -> Declaration:
     """The project's ``dbtool.toml``, or an empty declaration when there is none."""
-    import tomllib
-
     path = root / FILE_NAME
     try:
         text = path.read_text(encoding="utf-8")
@@ -48,6 +46,8 @@ def read_declaration(root: Path) -> Declaration:
         return Declaration()
     except (OSError, UnicodeDecodeError) as error:
         raise DeclarationError(f"cannot read {path}: {getattr(error, 'strerror', None) or error}") from None
+    import tomllib  # only when there is a file: setup and up run without one too
+
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:

@@ -14,11 +14,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 
 from dbtool.errors import DbtoolError, MalformedUrl, TargetNotConfigured
-from dbtool.targets.dataapi import DataApiAddress, resolve_data_api
-from dbtool.targets.prodauth import SECRET_VARIABLE, apply_credentials, apply_tls
 from dbtool.targets.project import Config, find_root
+
+if TYPE_CHECKING:
+    from dbtool.targets.dataapi import DataApiAddress
 
 TARGET_VARIABLES = {"local": "CONNECTION_URL", "prod": "PROD_CONNECTION_URL"}
 TIMEOUT_VARIABLE = "DBTOOL_CONNECT_TIMEOUT"
@@ -114,6 +116,8 @@ def resolve_target(
     variable = TARGET_VARIABLES[name]
     setting = config.get(variable)
     is_prod = name == "prod"
+    if is_prod:  # production's credentials and TLS: not imported for a local target
+        from dbtool.targets.prodauth import SECRET_VARIABLE, apply_credentials, apply_tls
     from_aws = is_prod and config.get(SECRET_VARIABLE) is not None
     sources: dict[str, str] = {}
     raw: str | None = None
@@ -153,6 +157,8 @@ def resolve_target(
 
 
 def _data_api_target(config: Config) -> Target | None:
+    from dbtool.targets.dataapi import resolve_data_api
+
     sources: dict[str, str] = {}
     found = resolve_data_api(config, sources)
     if found is None:
