@@ -30,6 +30,7 @@ COMMANDS = [
     "up",
     "extensions",
     "deploy",
+    "init",
 ]
 
 

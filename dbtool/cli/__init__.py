@@ -41,7 +41,7 @@ def main() -> None:
 
 def group() -> Group:
     """The click group with every command's module loaded (for the tests and the help's copy)."""
-    from dbtool.cli import aws, database, deploy, inspect, local, migrate  # noqa: F401 - each registers its commands
+    from dbtool.cli import aws, database, deploy, inspect, local, migrate, project  # noqa: F401 - each registers its commands
     from dbtool.cli.main import cli
 
     return cli

@@ -44,6 +44,7 @@ COMMAND_MODULES = {
     "rollback": "migrate",
     "schema": "migrate",
     "deploy": "deploy",
+    "init": "project",
 }
 
 
