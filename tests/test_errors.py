@@ -115,7 +115,8 @@ def test_usage_errors_exit_2_in_one_line():
     run = dbtool("create", "staging")
     assert run.code == 2
     assert error_line(run) == (
-        "error: Invalid value for '[local|prod]': 'staging' is not one of 'local', 'prod'. (see 'dbtool create --help')"
+        "error: Invalid value for '[local|prod]': unknown target 'staging' (known: local, prod)"
+        " (see 'dbtool create --help')"
     )
     unknown = dbtool("frobnicate")
     assert unknown.code == 2 and "No such command 'frobnicate'" in error_line(unknown)

@@ -44,7 +44,7 @@ def drop(target: Any, force: bool) -> None:
 def _drop(target: Any, force: bool) -> str:
     from dbtool.ops.admin import drop_database
 
-    result = drop_database(target, force=force or not target.is_prod, on_sessions=_report_sessions)
+    result = drop_database(target, force=force or not target.protected, on_sessions=_report_sessions)
     return f"dropped database {target.dbname}" if result.existed else f"database {target.dbname} does not exist"
 
 

@@ -9,8 +9,8 @@ from typing import Any
 import click
 
 from dbtool.cli.main import (
-    TARGET_NAMES,
     cli,
+    known_targets,
     resolve,
     target_argument,
     target_command,
@@ -23,7 +23,7 @@ def connect(args: tuple[str, ...]) -> None:
     """Open psql on the target; other arguments go to psql.  Example: dbtool connect prod -c 'select 1'"""
     from dbtool.targets.psql import exec_psql
 
-    name, rest = (args[0], args[1:]) if args and args[0] in TARGET_NAMES else ("local", args)
+    name, rest = (args[0], args[1:]) if args and args[0] in known_targets() else ("local", args)
     exec_psql(resolve(name), rest)
 
 

@@ -116,7 +116,8 @@ def _fail(message: str, code: int) -> None:
 def cli(ctx: click.Context, debug: bool, connect_timeout: float | None) -> None:
     """PostgreSQL developer kit: create, drop, load, seed and inspect local and prod databases.
 
-    TARGET is 'local' (CONNECTION_URL, the default) or 'prod' (PROD_CONNECTION_URL); both are read
+    TARGET is 'local' (CONNECTION_URL, the default), 'prod' (PROD_CONNECTION_URL), or a name that
+    dbtool.toml declares under [targets.NAME]; each command's --help lists them. Variables are read
     from the environment, then from the project's .env file.
     """
     ctx.obj = {"connect_timeout": connect_timeout}
@@ -135,15 +136,15 @@ def resolve(name: str) -> Any:
 
 
 def confirm_production(target: Any, yes: bool) -> None:
-    """Make a person type the database name before anything writes to production."""
-    if not target.is_prod or yes:
+    """Make a person type the database name before anything writes to production or a protected target."""
+    if not target.protected or yes:
         return
     if not sys.stdin.isatty():
         raise ProductionRefused(
-            f"refusing to change PRODUCTION {target.display} without confirmation",
+            f"refusing to change {target.label} {target.display} without confirmation",
             "run it in a terminal to be asked, or pass --yes",
         )
-    click.secho(f"PRODUCTION: {target.display}", fg="red", bold=True, err=True)
+    click.secho(f"{target.label}: {target.display}", fg="red", bold=True, err=True)
     answer = click.prompt(
         f"Type the database name ({target.dbname}) to continue", default="", show_default=False, err=True
     )
@@ -151,8 +152,32 @@ def confirm_production(target: Any, yes: bool) -> None:
         raise ProductionRefused("confirmation did not match the database name; nothing was changed")
 
 
-target_argument = click.argument("target", type=click.Choice(TARGET_NAMES), default="local", required=False)
-yes_option = click.option("--yes", "-y", is_flag=True, help="Do not ask before writing to prod.")
+class TargetName(click.ParamType):
+    """TARGET: local, prod, or a name dbtool.toml declares; the usage line lists the project's names."""
+
+    name = "target"
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
+        return f"[{'|'.join(known_targets())}]"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        known = known_targets()
+        if value not in known:
+            self.fail(f"unknown target {value!r} (known: {', '.join(known)})", param, ctx)
+        return str(value)
+
+
+def known_targets() -> list[str]:
+    from dbtool.targets.resolve import target_names
+
+    try:
+        return target_names(project_root())
+    except DbtoolError:
+        return list(TARGET_NAMES)  # a malformed dbtool.toml is reported when the target is resolved
+
+
+target_argument = click.argument("target", type=TargetName(), default="local", required=False)
+yes_option = click.option("--yes", "-y", is_flag=True, help="Do not ask before writing to prod or a protected target.")
 
 
 def confirm_plan(target: Any, yes: bool, planned: list[str], nothing: str) -> bool:
@@ -160,7 +185,7 @@ def confirm_plan(target: Any, yes: bool, planned: list[str], nothing: str) -> bo
     if not planned:
         click.echo(nothing)
         return False
-    if target.is_prod and not yes:
+    if target.protected and not yes:
         for line in planned:
             click.echo(f"  {line}", err=True)
     confirm_production(target, yes)
@@ -201,7 +226,7 @@ def target_command(*, writes: bool, sql_file: str | None = None) -> Callable[[Ca
 
 
 def echo_target(verb: str, target: Any) -> None:
-    label = "PRODUCTION " if target.is_prod else ""
+    label = f"{target.label} " if target.label else ""
     click.echo(f"{verb} {label}{target.display}")
 
 

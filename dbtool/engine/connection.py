@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from dbtool.errors import AuthenticationFailed, ConnectionFailed, DatabaseMissing, DbtoolError, SslFailed
 from dbtool.targets.prodauth import SECRET_SOURCE
-from dbtool.targets.resolve import TARGET_VARIABLES, Target
+from dbtool.targets.resolve import Target
 
 if TYPE_CHECKING:
     import psycopg
@@ -37,10 +37,10 @@ def connection_error(error: Exception, target: Target, dbname: str) -> DbtoolErr
     text = target.redact(str(error))
     reason = _reason(text)
     where = target.display if dbname == target.dbname else f"{target.display} (database {dbname})"
-    variable = TARGET_VARIABLES[target.name]
+    variable = target.variable
     lowered = text.lower()
     if f'database "{dbname}" does not exist' in text:
-        suffix = " prod" if target.is_prod else ""
+        suffix = "" if target.name == "local" else f" {target.name}"
         return DatabaseMissing(
             f'database "{dbname}" does not exist on {where}', f"create it with ./bin/db-create{suffix}"
         )
@@ -77,7 +77,7 @@ def _credentials_hint(target: Target) -> str:
         )
     if source.startswith(SECRET_SOURCE):
         return f"check the username and password in the {source}"
-    return f"check the user and password in {TARGET_VARIABLES[target.name]}; special characters must be percent-encoded"
+    return f"check the user and password in {target.variable}; special characters must be percent-encoded"
 
 
 def _unreachable_hint(target: Target) -> str:

@@ -80,7 +80,7 @@ def setup(target: Target, *, force: bool = False, template: bool = True, hooks: 
         found = templates.lookup(admin, target) if templates.allowed(target) else None
 
         def drop() -> tuple[str, bool]:
-            ends = force or not target.is_prod
+            ends = force or not target.protected
             result = drop_database(target, force=ends, on_sessions=hooks.sessions, session=admin)
             return (f"dropped database {target.dbname}" if result.existed else "did not exist"), result.existed
 

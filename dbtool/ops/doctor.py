@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 from dbtool import queries
 from dbtool.errors import ConnectionFailed, DatabaseMissing, DbtoolError, SslFailed
 from dbtool.targets.psql import PSQL_INSTALL_HINT
-from dbtool.targets.resolve import TARGET_VARIABLES, Target, resolve_target
+from dbtool.targets.resolve import Target, resolve_target
 
 if TYPE_CHECKING:
     from dbtool.engine.session import Session
@@ -141,7 +141,7 @@ def effective_params(target: Target) -> dict[str, str]:
 
 def _configuration(target: Target) -> str:
     sources = target.sources
-    where = sources.get("url") or f"{sources.get('host', 'AWS')} ({TARGET_VARIABLES[target.name]} is not set)"
+    where = sources.get("url") or f"{sources.get('host', 'AWS')} ({target.variable} is not set)"
     parts = [f"{'PRODUCTION ' if target.is_prod else ''}{target.display} via {where}"]
     if "password" in sources:
         parts.append(f"credentials: {sources['password']}")
@@ -186,7 +186,7 @@ def _look_up(params: Mapping[str, str], target: Target) -> tuple[list[Endpoint],
             private = " (private: reachable only inside its network)" if _all_private(resolved, target) else ""
             found.append(f"{host} → {', '.join(endpoint.address[0] for endpoint in resolved)}{private}")
     if not endpoints:
-        origin = target.sources.get("host") or TARGET_VARIABLES[target.name]
+        origin = target.sources.get("host") or target.variable
         return [], Check("dns", FAIL, "; ".join(failures), f"check the host name in {origin}")
     status = SKIP if all(endpoint.family == socket.AF_UNIX for endpoint in endpoints) else OK
     return endpoints, Check("dns", status, "; ".join(found + failures))
@@ -267,7 +267,7 @@ class _Unreachable(Exception):
 
 
 def _not_running_hint(target: Target) -> str:
-    variable = TARGET_VARIABLES[target.name]
+    variable = target.variable
     if target.is_prod:
         return f"check the host and port in {variable}; is the RDS instance available (not stopped or rebooting)?"
     return f"is the server running and listening there? check {variable}"
@@ -385,7 +385,7 @@ def _credential(target: Target, params: Mapping[str, str]) -> str:
     if "password" in target.sources:
         return target.sources["password"]
     if target.params.get("password"):
-        return f"the password in {target.sources.get('url', TARGET_VARIABLES[target.name])}"
+        return f"the password in {target.sources.get('url', target.variable)}"
     if params.get("password"):
         return "the password in PGPASSWORD"
     return "no password in the configuration (the server trusts this client, or ~/.pgpass has it)"

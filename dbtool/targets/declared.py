@@ -1,11 +1,16 @@
 """``dbtool.toml``: what the project declares about its database, read once and checked whole.
 
-Optional, at the project root, read with the standard library's ``tomllib``. This version knows one
-section::
+Optional, at the project root, read with the standard library's ``tomllib``. Two sections::
 
     [extensions]          # created or updated to exactly these versions by `dbtool up` and `setup`
     pgcrypto = "1.3"
     citext = "1.6"
+
+    [targets.staging]     # a named target beside local and prod: ./bin/db-migrate staging
+    url_env = "STAGING_CONNECTION_URL"   # or data_api_cluster_arn + secret_id (+ database)
+    secret_id = "app/staging"            # credentials from Secrets Manager; iam_auth = true for RDS IAM
+    sslrootcert = "global-bundle.pem"
+    protected = true                     # writes ask first, as prod's always do
 
 Anything else (an unknown section or key, a value that is not a version) is one error naming the
 file and the key, so a typo never silently declares nothing.
@@ -20,7 +25,18 @@ from pathlib import Path
 from dbtool.errors import DbtoolError
 
 FILE_NAME = "dbtool.toml"
-SECTIONS = ("extensions",)
+SECTIONS = ("extensions", "targets")
+TARGET_KEYS = {
+    "url_env": str,
+    "data_api_cluster_arn": str,
+    "secret_id": str,
+    "database": str,
+    "iam_auth": bool,
+    "sslrootcert": str,
+    "protected": bool,
+}
+_TARGET_NAME = re.compile(r"[a-z][a-z0-9_-]*")
+_VARIABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _VERSION = re.compile(r"[0-9A-Za-z][0-9A-Za-z._+-]*")
 _NAME = re.compile(r"[a-z_][a-z0-9_-]*")
 
@@ -30,11 +46,30 @@ class DeclarationError(DbtoolError):
 
 
 @dataclass(frozen=True)
+class DeclaredTarget:
+    """A ``[targets.NAME]`` table: where its connections go, and whether its writes ask first."""
+
+    name: str
+    url_env: str | None = None
+    data_api_cluster_arn: str | None = None
+    secret_id: str | None = None
+    database: str | None = None
+    iam_auth: bool = False
+    sslrootcert: str | None = None
+    protected: bool = False
+
+    @property
+    def where(self) -> str:
+        return f"dbtool.toml [targets.{self.name}]"
+
+
+@dataclass(frozen=True)
 class Declaration:
     """The project's declared database; empty when there is no ``dbtool.toml``."""
 
     path: Path | None = None
     extensions: dict[str, str] = field(default_factory=dict)  # name -> version, in the file's order
+    targets: dict[str, DeclaredTarget] = field(default_factory=dict)
 
 
 def read_declaration(root: Path) -> Declaration:
@@ -57,7 +92,41 @@ def read_declaration(root: Path) -> Declaration:
         raise DeclarationError(
             f"{path}: unknown section or key {unknown[0]!r}", f"dbtool.toml knows [{'], ['.join(SECTIONS)}]"
         )
-    return Declaration(path, _extensions(path, data.get("extensions", {})))
+    return Declaration(path, _extensions(path, data.get("extensions", {})), _targets(path, data.get("targets", {})))
+
+
+def _targets(path: Path, section: object) -> dict[str, DeclaredTarget]:
+    if not isinstance(section, dict):
+        raise DeclarationError(f"{path}: targets must be tables", 'write [targets.staging] and url_env = "..." lines')
+    targets: dict[str, DeclaredTarget] = {}
+    for name, table in section.items():
+        where = f"{path}: targets.{name}"
+        if not _TARGET_NAME.fullmatch(name):
+            raise DeclarationError(f"{where} is not a target name", "use lowercase letters, digits, - and _")
+        if not isinstance(table, dict):
+            raise DeclarationError(f"{where} must be a table", f'write [targets.{name}] and url_env = "..." lines')
+        for key, value in table.items():
+            kind = TARGET_KEYS.get(key)
+            if kind is None:
+                raise DeclarationError(f"{where}: unknown key {key!r}", f"a target knows {', '.join(TARGET_KEYS)}")
+            if not isinstance(value, kind):
+                raise DeclarationError(f"{where}.{key} must be a {'boolean' if kind is bool else 'string'}")
+        target = DeclaredTarget(name, **table)
+        if target.url_env is not None and not _VARIABLE.fullmatch(target.url_env):
+            raise DeclarationError(f"{where}.url_env must name an environment variable, not {target.url_env!r}")
+        if target.data_api_cluster_arn is not None and (target.url_env or target.iam_auth or target.sslrootcert):
+            raise DeclarationError(
+                f"{where}: data_api_cluster_arn goes through the RDS Data API",
+                "it takes secret_id and database only, not url_env, iam_auth or sslrootcert",
+            )
+        if target.data_api_cluster_arn is not None and target.secret_id is None:
+            raise DeclarationError(f"{where}: data_api_cluster_arn needs secret_id")
+        if target.url_env is None and target.data_api_cluster_arn is None and target.secret_id is None:
+            raise DeclarationError(
+                f"{where} says nothing about where it is", "give url_env, secret_id, or data_api_cluster_arn"
+            )
+        targets[name] = target
+    return targets
 
 
 def _extensions(path: Path, section: object) -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""Resolve a target name (``local`` or ``prod``) into where its connections go.
+"""Resolve a target name (``local``, ``prod``, or one declared in ``dbtool.toml``) into where its connections go.
 
 Everything about a connection is decided here, once, so every command and the application agree:
 which variable names the server, libpq's parse of it (never string surgery: the old scripts' ``sed``
@@ -8,6 +8,7 @@ for production. Resolution order: explicit argument > environment > ``.env`` > d
 
 from __future__ import annotations
 
+import dataclasses
 import getpass
 import ipaddress
 from collections.abc import Callable, Mapping
@@ -17,10 +18,11 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 from dbtool.errors import DbtoolError, MalformedUrl, TargetNotConfigured
-from dbtool.targets.project import Config, find_root
+from dbtool.targets.project import Config, Setting, find_root
 
 if TYPE_CHECKING:
     from dbtool.targets.dataapi import DataApiAddress
+    from dbtool.targets.declared import DeclaredTarget
 
 TARGET_VARIABLES = {"local": "CONNECTION_URL", "prod": "PROD_CONNECTION_URL"}
 TIMEOUT_VARIABLE = "DBTOOL_CONNECT_TIMEOUT"
@@ -53,6 +55,15 @@ class Target:
     password_source: Callable[[], str] | None = field(default=None, repr=False, compare=False)
     data_api: DataApiAddress | None = None
     report: Callable[[str], None] | None = field(default=None, repr=False, compare=False)
+    protected: bool = False  # writes ask first (prod always; a declared target that says protected = true)
+    variable: str = ""  # what names its server, for messages: CONNECTION_URL, a declared url_env, ...
+
+    @property
+    def label(self) -> str:
+        """How a write prompt names it: ``PRODUCTION``, ``protected target staging``, or nothing."""
+        if self.is_prod:
+            return "PRODUCTION"
+        return f"protected target {self.name}" if self.protected else ""
 
     @property
     def params(self) -> dict[str, str]:
@@ -108,9 +119,12 @@ def resolve_target(
     connect_timeout: float | None = None,
 ) -> Target:
     """Resolve ``name`` into a :class:`Target`, or raise a :class:`DbtoolError` saying what to fix."""
-    if name not in TARGET_VARIABLES:
-        raise DbtoolError(f"unknown target {name!r}", "use 'local' or 'prod'")
     config = config or Config(find_root())
+    declared = declared_targets(config.root)
+    if name in declared:
+        return _declared_target(declared[name], config, connect_timeout)
+    if name not in TARGET_VARIABLES:
+        raise UnknownTarget(f"unknown target {name!r}", f"known targets: {', '.join(target_names(config.root))}")
     if name == "prod" and (target := _data_api_target(config)) is not None:
         return target
     variable = TARGET_VARIABLES[name]
@@ -137,12 +151,40 @@ def resolve_target(
     if is_prod:
         password_source = apply_credentials(params, sources, config)
         apply_tls(params, sources, config)
+    return _build(
+        name,
+        variable,
+        params,
+        sources,
+        config,
+        password_source=password_source,
+        is_prod=is_prod,
+        protected=is_prod,
+        remote_tls=is_prod,
+        connect_timeout=connect_timeout,
+    )
+
+
+def _build(
+    name: str,
+    variable: str,
+    params: dict[str, str],
+    sources: dict[str, str],
+    config: Config,
+    *,
+    password_source: Callable[[], str] | None,
+    is_prod: bool,
+    protected: bool,
+    remote_tls: bool,
+    connect_timeout: float | None,
+) -> Target:
+    """The target from its parsed connection parameters: a database is required, then the defaults."""
     if not params.get("dbname"):
         raise MalformedUrl(
             f"{variable} names no database",
             "end the URL with the database name, e.g. postgresql://user@host:5432/cruddur",
         )
-    _apply_defaults(params, sources, config, is_prod=is_prod, connect_timeout=connect_timeout)
+    _apply_defaults(params, sources, config, is_prod=remote_tls, connect_timeout=connect_timeout)
     from psycopg.conninfo import make_conninfo
 
     return Target(
@@ -153,18 +195,114 @@ def resolve_target(
         root=config.root,
         sources=MappingProxyType(sources),
         password_source=password_source,
+        protected=protected,
+        variable=variable,
     )
 
 
-def _data_api_target(config: Config) -> Target | None:
-    from dbtool.targets.dataapi import resolve_data_api
+class UnknownTarget(DbtoolError):
+    """A target name that is neither local, prod, nor declared in dbtool.toml: a usage error."""
+
+    exit_code = 2
+
+
+def declared_targets(root: Path) -> dict[str, DeclaredTarget]:
+    from dbtool.targets.declared import FILE_NAME, read_declaration
+
+    if not (root / FILE_NAME).is_file():
+        return {}
+    return read_declaration(root).targets
+
+
+def target_names(root: Path) -> list[str]:
+    """``local``, ``prod``, then the targets ``dbtool.toml`` declares, in its order."""
+    return [*TARGET_VARIABLES, *(name for name in declared_targets(root) if name not in TARGET_VARIABLES)]
+
+
+def _data_api_target(config: Config, name: str = "prod", *, protected: bool = True) -> Target | None:
+    from dbtool.targets.dataapi import CLUSTER_VARIABLE, resolve_data_api
 
     sources: dict[str, str] = {}
     found = resolve_data_api(config, sources)
     if found is None:
         return None
     address, dbname = found
-    return Target("prod", "", dbname, True, config.root, MappingProxyType(sources), data_api=address)
+    return Target(
+        name,
+        "",
+        dbname,
+        name == "prod",
+        config.root,
+        MappingProxyType(sources),
+        data_api=address,
+        protected=protected or name == "prod",
+        variable=CLUSTER_VARIABLE,
+    )
+
+
+def _declared_target(declared: DeclaredTarget, config: Config, connect_timeout: float | None) -> Target:
+    """A ``[targets.NAME]`` target, through production's code with its settings in place of prod's variables."""
+    from dbtool.targets.prodauth import apply_credentials, apply_tls
+
+    settings = _DeclaredSettings(config, declared)
+    protected = declared.protected or declared.name == "prod"
+    if declared.data_api_cluster_arn is not None:
+        target = _data_api_target(settings, declared.name, protected=protected)
+        assert target is not None  # the cluster is declared
+        return dataclasses.replace(target, variable=declared.where)
+    sources: dict[str, str] = {}
+    variable = declared.url_env or declared.where
+    params: dict[str, str] = {}
+    if declared.url_env is not None:
+        setting = config.get(declared.url_env)
+        if setting is None:
+            raise TargetNotConfigured(
+                f"{declared.url_env} is not set (the URL of target {declared.name})",
+                f"set it in the environment or in {config.env_file}; {declared.where} names it",
+            )
+        params = parse_url(setting.value, declared.url_env)
+        sources["url"] = f"{declared.url_env} from {setting.source}"
+    password_source = apply_credentials(params, sources, settings)
+    apply_tls(params, sources, settings)
+    # A declared target is treated like production for TLS: a remote host gets sslmode=require.
+    return _build(
+        declared.name,
+        variable,
+        params,
+        sources,
+        config,
+        password_source=password_source,
+        is_prod=declared.name == "prod",
+        protected=protected,
+        remote_tls=True,
+        connect_timeout=connect_timeout,
+    )
+
+
+class _DeclaredSettings(Config):
+    """A declared target's settings under the names production's code reads; prod's own are hidden."""
+
+    HIDDEN_PREFIXES = ("PROD_DB_", "PROD_DATA_API_", "PROD_CONNECTION_URL")
+
+    def __init__(self, base: Config, declared: DeclaredTarget) -> None:
+        self.root, self.env_file, self._base = base.root, base.env_file, base
+        values = {
+            "PROD_DB_SECRET_ID": declared.secret_id,
+            "PROD_DB_IAM_AUTH": "1" if declared.iam_auth else None,
+            "PROD_DB_SSLROOTCERT": declared.sslrootcert,
+            "PROD_DATA_API_CLUSTER_ARN": declared.data_api_cluster_arn,
+            "PROD_DB_NAME": declared.database,
+            "PROD_CONNECTION_URL": base.value(declared.url_env) if declared.url_env else None,
+        }
+        self._values = {name: value for name, value in values.items() if value}
+        self._where = declared.where
+
+    def get(self, name: str) -> Setting | None:
+        if name in self._values:
+            return Setting(self._values[name], self._where)
+        if name.startswith(self.HIDDEN_PREFIXES):
+            return None
+        return self._base.get(name)
 
 
 def _embedded_allowed(config: Config) -> bool:
