@@ -272,15 +272,42 @@ def test_destroy_with_yes_stops_and_deletes(project_dir):
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="only root hands the data to another user")
-def test_a_project_the_server_user_cannot_reach_is_a_clear_error(workdir, monkeypatch):
+def test_as_root_a_project_the_server_user_cannot_reach_gets_its_server_outside(workdir, monkeypatch):
     monkeypatch.delenv("DBTOOL_LOCAL_SERVER")
-    private = Path(tempfile.mkdtemp(dir=workdir))  # 0700: the postgres user cannot enter it
+    private = Path(tempfile.mkdtemp(dir=workdir))  # 0700: the postgres user cannot enter it (a project in /root)
     project = private / "app"
     shutil.copytree(REPO / "db", project / "db")
     monkeypatch.chdir(project)
+    base = Path(tempfile.mkdtemp(dir=workdir))
+    base.chmod(0o755)
+    monkeypatch.setenv("DBTOOL_LOCAL_HOME", str(base))  # instead of /var/lib/dbtool
+    try:
+        run = dbtool("create")
+        assert run.code == 0, run.all
+        (home,) = base.iterdir()
+        assert home.name.startswith("app-") and (home / "data" / "PG_VERSION").is_file()
+        assert home.stat().st_uid == pwd.getpwnam(service_user()).pw_uid
+        assert (project / ".dbtool" / "location").read_text() == f"{home}\n"
+        assert f"started the project's PostgreSQL in {home} on port " in run.err
+        assert "outside the project: its server user cannot reach .dbtool/" in run.err
+        assert dbtool("setup").code == 0  # and every command after it finds it there
+        assert f"data in {home}" in dbtool("local", "status").out
+    finally:
+        assert dbtool("local", "destroy", "--yes").code == 0
+    assert not home.exists() and not (project / ".dbtool").exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root hands the data to another user")
+def test_as_root_with_nowhere_the_server_user_can_write_is_a_clear_error(workdir, monkeypatch):
+    monkeypatch.delenv("DBTOOL_LOCAL_SERVER")
+    private = Path(tempfile.mkdtemp(dir=workdir))
+    project = private / "app"
+    shutil.copytree(REPO / "db", project / "db")
+    monkeypatch.chdir(project)
+    monkeypatch.setenv("DBTOOL_LOCAL_HOME", str(private / "homes"))  # inside the same unreachable directory
     line = error_line(dbtool("create"))
-    assert f"the {service_user()} user (PostgreSQL refuses to run as root) cannot write to" in line
-    assert "chmod o+x" in line
+    assert f"the {service_user()} user (PostgreSQL refuses to run as root) can write neither to" in line
+    assert "DBTOOL_LOCAL_HOME" in line and "chmod o+x" in line
 
 
 def test_two_commands_starting_it_at_once_both_succeed(project_dir):

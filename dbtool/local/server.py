@@ -5,7 +5,11 @@ the first command on the local target runs initdb with the machine's binaries an
 server. It listens on 127.0.0.1 on a port remembered in ``.dbtool/port`` (a new one is picked, and
 remembered, if something else has taken it) and on a Unix socket in ``.dbtool/run``, and trusts
 only those local connections, so its URL carries no password. When we are root the files and the
-server belong to an unprivileged user, since PostgreSQL refuses to run as root.
+server belong to an unprivileged user, since PostgreSQL refuses to run as root. When that user
+cannot reach the project (a devcontainer running as root with the project under ``/root``), the
+data goes outside it, in ``/var/lib/dbtool/<project>-<hash of its path>`` (``$DBTOOL_LOCAL_HOME``
+overrides the base), and ``.dbtool/location`` remembers where; the port and the lock stay in
+``.dbtool/``.
 
 Whether it is running is decided from ``postmaster.pid`` and a TCP probe (about a millisecond), so
 every command can afford to check; a server killed without cleaning up (a stale ``postmaster.pid``)
@@ -15,6 +19,7 @@ is simply started again.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import shutil
 import socket
@@ -37,6 +42,9 @@ NO_BINARIES_HINT = (
     "install PostgreSQL (apt-get install postgresql, or brew install postgresql), "
     "or set CONNECTION_URL to a server you already have"
 )
+OUTSIDE_VARIABLE = "DBTOOL_LOCAL_HOME"
+OUTSIDE_DEFAULT = "/var/lib/dbtool"
+LOCATION_FILE = "location"
 SOCKET_PATH_LIMIT = 100  # sun_path holds 108 bytes on Linux, 104 on macOS, with ".s.PGSQL.NNNNN" in it
 START_ATTEMPTS = 3
 
@@ -59,8 +67,21 @@ class LocalServer:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.state = root / STATE_DIR
-        self.datadir = self.state / "data"
         self.port_file = self.state / "port"
+        self.home = self._home()  # where data/ and run/ live: .dbtool/, or outside the project
+        self.datadir = self.home / "data"
+
+    def _home(self) -> Path:
+        try:
+            outside = (self.state / LOCATION_FILE).read_text().strip()
+        except OSError:
+            return self.state
+        return Path(outside) if outside else self.state
+
+    @property
+    def outside(self) -> bool:
+        """Whether the data lives outside the project (its server user could not reach it)."""
+        return self.home != self.state
 
     @property
     def created(self) -> bool:
@@ -113,7 +134,7 @@ class LocalServer:
     def _start(self) -> int:
         cluster = self._cluster(self._port())
         if not self.created:
-            self._check_reachable(cluster)
+            cluster = self._check_reachable(cluster)
             cluster.init(SUPERUSER, "unused-trust-auth", settings=self._settings(cluster), hba=TRUST_LOCAL)
         for attempt in range(1, START_ATTEMPTS + 1):
             try:
@@ -142,13 +163,15 @@ class LocalServer:
             return False
         if self.running_port() is not None:
             self._cluster(self._remembered_port() or 0).stop(mode="immediate")
+        if self.outside:
+            shutil.rmtree(self.home, ignore_errors=True)
         shutil.rmtree(self.state)
         return True
 
     def status(self) -> Status:
         pid, port = self._running() or (None, self._remembered_port())
         version = (self.datadir / "PG_VERSION").read_text().strip() if self.created else None
-        return Status(self.created, pid is not None, port, pid, self.state, version)
+        return Status(self.created, pid is not None, port, pid, self.home, version)
 
     def _cluster(self, port: int) -> Cluster:
         try:
@@ -173,7 +196,7 @@ class LocalServer:
         return port
 
     def _settings(self, cluster: Cluster) -> dict[str, str | int]:
-        run = self.state / "run"
+        run = self.home / "run"
         sockets = ""
         if len(str(run)) + len("/.s.PGSQL.65535") <= SOCKET_PATH_LIMIT:
             run.mkdir(parents=True, exist_ok=True)
@@ -182,19 +205,38 @@ class LocalServer:
             sockets = str(run)
         return {"unix_socket_directories": sockets, "listen_addresses": "127.0.0.1", "logging_collector": "off"}
 
-    def _check_reachable(self, cluster: Cluster) -> None:
-        """As root, the server's user must be able to reach ``.dbtool/``: say so instead of initdb's riddle."""
+    def _check_reachable(self, cluster: Cluster) -> Cluster:
+        """As root, the server's user must reach its data: in ``.dbtool/``, else outside the project.
+
+        Returns the cluster to initialise, moved outside when ``.dbtool/`` is out of the user's reach.
+        """
         self.state.mkdir(parents=True, exist_ok=True)
         if cluster.run_as is None:
-            return
+            return cluster
         cluster.chown(self.state)
-        writable = ["/bin/sh", "-c", 'test -w "$1"', "sh", str(self.state)]  # absolute: PATH may be anything
-        probe = subprocess.run(writable, user=cluster.run_as, check=False, cwd="/")
-        if probe.returncode != 0:
+        if _writable_by(cluster.run_as, self.state):
+            return cluster
+        base = Path(os.environ.get(OUTSIDE_VARIABLE) or OUTSIDE_DEFAULT)
+        digest = hashlib.sha256(str(self.root).encode()).hexdigest()[:12]
+        home = base / f"{self.root.name}-{digest}"
+        home.mkdir(parents=True, exist_ok=True)
+        home.chmod(0o700)
+        cluster.chown(home)
+        if not _writable_by(cluster.run_as, home):
             raise DbtoolError(
-                f"the {cluster.run_as} user (PostgreSQL refuses to run as root) cannot write to {self.state}",
-                "make every parent directory searchable (chmod o+x), or set CONNECTION_URL to another server",
+                f"the {cluster.run_as} user (PostgreSQL refuses to run as root) can write neither to {self.state}"
+                f" nor to {home}",
+                f"make every parent directory searchable (chmod o+x), set {OUTSIDE_VARIABLE} to a directory it "
+                "can reach, or set CONNECTION_URL to another server",
             )
+        (self.state / LOCATION_FILE).write_text(f"{home}\n")
+        self.home, self.datadir = home, home / "data"
+        return Cluster(self.datadir, cluster.port, cluster.bindir, cluster.run_as)
+
+
+def _writable_by(user: str, directory: Path) -> bool:
+    test = ["/bin/sh", "-c", 'test -w "$1"', "sh", str(directory)]  # absolute: PATH may be anything
+    return subprocess.run(test, user=user, check=False, cwd="/").returncode == 0
 
 
 def _alive(pid: int) -> bool:

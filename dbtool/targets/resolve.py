@@ -322,9 +322,12 @@ def _embedded_url(config: Config, sources: dict[str, str]) -> str:
 
     server = LocalServer(config.root)
     port, started = server.ensure_running()
-    sources["url"] = f"the project's own server in {STATE_DIR}/ (CONNECTION_URL is not set)"
+    where = f"{server.home}" if server.outside else f"{STATE_DIR}/"
+    sources["url"] = f"the project's own server in {where} (CONNECTION_URL is not set)"
     if started:
-        sources["started"] = f"started the project's PostgreSQL in {STATE_DIR}/ on port {port}"
+        where = f"{server.home}" if server.outside else f"{STATE_DIR}/"  # after a first start, where it went
+        why = f", outside the project: its server user cannot reach {STATE_DIR}/" if server.outside else ""
+        sources["started"] = f"started the project's PostgreSQL in {where} on port {port}{why}"
     return server.url(config.value(DATABASE_VARIABLE) or DEFAULT_DATABASE, port)
 
 
