@@ -116,3 +116,13 @@ def test_an_aurora_target_through_the_data_api(data_api, project, monkeypatch):
     assert run.code == 0, run.all
     assert data_api.db.exists()
     assert dbtool("wait", "aurora").out.startswith("cruddur-aurora/cruddur (RDS Data API) accepts connections")
+
+
+def test_doctor_and_connect_on_a_named_target(local: Server, project, monkeypatch):
+    declare(project, STAGING)
+    monkeypatch.setenv("STAGING_URL", local.url())
+    local.create()
+    run = dbtool("doctor", "staging")
+    assert run.code == 0, run.all
+    assert "STAGING_URL from environment" in run.out
+    assert not any(line.startswith("FAIL") for line in run.out.splitlines())
