@@ -286,6 +286,39 @@ def test_migrate_status_and_rollback_through_the_data_api(data_api, project, mon
     assert applied(data_api.db) == [V1] and tables(data_api.db) == ["users"]  # V1 stayed; V2 left nothing
 
 
+def test_a_migrate_meeting_another_creating_the_migrations_table_waits_for_it(data_api, project, monkeypatch):
+    """Over the Data API no session lock is held while schema_migrations is created: two runs that both
+    found it missing raced on CREATE TABLE, and the loser failed on pg_type's unique index."""
+    import threading
+
+    import psycopg
+
+    from dbtool.migrations.runner import LOCK_KEY
+    from tests.test_migrations import V1, applied
+    from tests.test_migrations import write as migration
+
+    monkeypatch.setenv("DBTOOL_PROJECT_ROOT", str(project))
+    data_api.db.create()
+    migration(project, V1, "users", "CREATE TABLE users (id int PRIMARY KEY);")
+    created = threading.Event()
+
+    def another_run() -> None:  # what a concurrent dbtool does: the lock, then the table, committed later
+        with psycopg.connect(data_api.db.url()) as conn:
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", [LOCK_KEY])
+            conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version varchar(128) PRIMARY KEY)")
+            created.set()
+            threading.Event().wait(1.5)
+        # leaving the block commits
+
+    other = threading.Thread(target=another_run)
+    other.start()
+    assert created.wait(10)
+    run = dbtool("migrate", "prod", "--yes")
+    other.join()
+    assert run.code == 0, run.all
+    assert applied(data_api.db) == [V1]
+
+
 def test_five_migrate_processes_through_the_data_api_apply_each_once(data_api, project, monkeypatch):
     import re
     import subprocess
@@ -308,7 +341,7 @@ def test_five_migrate_processes_through_the_data_api_apply_each_once(data_api, p
         for _ in range(5)
     ]
     results = [(process.wait(timeout=90), *process.communicate()) for process in processes]
-    assert [code for code, _, _ in results] == [0] * 5, results
+    assert [code for code, _, _ in results] == [0] * 5, [err for _, _, err in results]
     assert sorted(rows(data_api.db, "SELECT name FROM log")) == [("v1",), ("v2",)]
     assert applied(data_api.db) == [V1, V2]
     counts = [re.match(r"applied (\d+)|nothing to migrate", out) for _, out, _ in results]

@@ -109,7 +109,7 @@ class Migrations:
         """Apply every pending migration in version order; the ones applied."""
         done: list[Migration] = []
         with self._connection() as conn, self._locked(conn):
-            applied = _prepare_table(conn)  # read under the lock: another run may have just finished
+            applied = self._prepare_table(conn)  # read under the lock: another run may have just finished
             self._check_changed(applied, allow_changed)
             pending = self._pending_in_order(applied, strict)
             for migration in pending:
@@ -127,7 +127,7 @@ class Migrations:
         """Undo applied migrations, latest applied first; the ones undone."""
         done: list[Applied] = []
         with self._connection() as conn, self._locked(conn):
-            chosen = _choose_rollback(_prepare_table(conn), steps, to)
+            chosen = _choose_rollback(self._prepare_table(conn), steps, to)
             by_version = {migration.version: migration for migration in self.files}
             plans = [(row, self._down_of(row, by_version)) for row in chosen]  # all checked before any runs
             for row, (migration, down) in plans:
@@ -181,6 +181,30 @@ class Migrations:
                 self.report(f"waiting for the migration lock held by {holder}")
                 told = True
             time.sleep(LOCK_POLL_SECONDS * (1 + random.random()))
+
+    def _prepare_table(self, conn: Session) -> list[Applied]:
+        """Create the table, or add dbtool's columns to dbmate's, when needed; then its rows.
+
+        With session locks the caller holds the migration lock already. Without them (the Data API)
+        the DDL runs in a transaction under the transaction-level lock, re-checked there: two runs that
+        both found no table would otherwise race on CREATE TABLE, and one fail on pg_type's index.
+        """
+        table = conn.execute(queries.get("migrations_table")).one()
+        if table is not None and table[2]:
+            return _applied_rows(conn, extended=True)
+        if conn.session_locks:
+            _create_table(conn, table)
+            return _applied_rows(conn, extended=True)
+        conn.begin()
+        try:
+            self._wait_for_lock(conn, "xact_lock")
+            _create_table(conn, conn.execute(queries.get("migrations_table")).one())
+            conn.commit()
+        except BaseException:
+            if conn.in_transaction:
+                conn.rollback()
+            raise
+        return _applied_rows(conn, extended=True)
 
     def _claim(self, conn: Session, version: str, *, applied: bool, transaction: bool) -> bool:
         """Without session locks (the Data API): begin the section's transaction, take the lock inside it,
@@ -294,14 +318,12 @@ def _read_applied(conn: Session) -> list[Applied]:
     return _applied_rows(conn, extended=table[2]) if table is not None else []
 
 
-def _prepare_table(conn: Session) -> list[Applied]:
-    """Create the table, or add dbtool's columns to dbmate's, when needed; then its rows."""
-    table = conn.execute(queries.get("migrations_table")).one()
+def _create_table(conn: Session, table: tuple[object, ...] | None) -> None:
+    """What ``migrations_table`` found missing: the table (dbmate's shape), then dbtool's columns."""
     if table is None:
         conn.execute(queries.get("migrations_create"))
     if table is None or not table[2]:
         conn.execute(queries.get("migrations_columns"))
-    return _applied_rows(conn, extended=True)
 
 
 def _applied_rows(conn: Session, *, extended: bool) -> list[Applied]:
