@@ -126,3 +126,14 @@ def test_doctor_and_connect_on_a_named_target(local: Server, project, monkeypatc
     assert run.code == 0, run.all
     assert "STAGING_URL from environment" in run.out
     assert not any(line.startswith("FAIL") for line in run.out.splitlines())
+
+
+def test_errors_about_a_declared_targets_settings_name_its_keys_not_prods_variables(project, aws, monkeypatch):
+    declare(project, '[targets.staging]\nsecret_id = "app/missing"\nurl_env = "STAGING_URL"\n')
+    monkeypatch.setenv("STAGING_URL", "postgresql://db.example.com/app")
+    line = error_line(dbtool("sessions", "staging"))
+    assert "(check secret_id in dbtool.toml [targets.staging] and AWS_DEFAULT_REGION)" in line, line
+    assert "PROD_" not in line
+    declare(project, '[targets.staging]\niam_auth = true\nurl_env = "STAGING_URL"\n')
+    line = error_line(dbtool("sessions", "staging"))
+    assert line.startswith("error: iam_auth in dbtool.toml [targets.staging] needs the database user in STAGING_URL")

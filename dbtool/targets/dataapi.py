@@ -43,32 +43,32 @@ def resolve_data_api(config: Config, sources: dict[str, str]) -> tuple[DataApiAd
     cluster_arn = cluster.value.strip()
     if not cluster_arn.startswith("arn:") or ":cluster:" not in cluster_arn:
         raise DbtoolError(
-            f"{CLUSTER_VARIABLE} is not an Aurora cluster ARN: {cluster_arn!r}",
+            f"{config.label(CLUSTER_VARIABLE)} is not an Aurora cluster ARN: {cluster_arn!r}",
             "it looks like arn:aws:rds:us-east-1:123456789012:cluster:my-cluster",
         )
     secret = config.get(SECRET_VARIABLE)
     if secret is None:
         raise TargetNotConfigured(
-            f"{CLUSTER_VARIABLE} needs {SECRET_VARIABLE}",
+            f"{config.label(CLUSTER_VARIABLE)} needs {config.label(SECRET_VARIABLE)}",
             "the Data API logs in with a Secrets Manager secret: set its name or ARN",
         )
     secret_id = secret.value.strip()
     database = config.value(DATABASE_VARIABLE)
-    sources["url"] = f"{CLUSTER_VARIABLE} from {cluster.source}"
+    sources["url"] = f"{config.label(CLUSTER_VARIABLE)} from {cluster.source}"
     sources["password"] = f"Secrets Manager secret {secret_id}, used by the RDS Data API"
     if secret_id.startswith("arn:") and database:
-        sources["dbname"] = DATABASE_VARIABLE
+        sources["dbname"] = config.label(DATABASE_VARIABLE)
         return DataApiAddress(cluster_arn, secret_id), database.strip()
     secret_arn, secret_database = _read_secret(config, secret_id)
     if database:
-        sources["dbname"] = DATABASE_VARIABLE
+        sources["dbname"] = config.label(DATABASE_VARIABLE)
     elif secret_database:
         database = secret_database
         sources["dbname"] = f"the secret {secret_id}"
     else:
         raise TargetNotConfigured(
             f"no database name for the Data API target: secret {secret_id} has no dbname",
-            f"set {DATABASE_VARIABLE}",
+            f"set {config.label(DATABASE_VARIABLE)}",
         )
     return DataApiAddress(cluster_arn, secret_arn), database.strip()
 

@@ -66,7 +66,8 @@ def apply_credentials(params: dict[str, str], sources: dict[str, str], config: C
     iam = config.get(IAM_VARIABLE)
     use_iam = iam is not None and iam.value.strip().lower() in TRUE_VALUES
     if secret_id is not None and use_iam:
-        raise DbtoolError(f"both {SECRET_VARIABLE} and {IAM_VARIABLE} are set", "use one way to authenticate")
+        both = f"both {config.label(SECRET_VARIABLE)} and {config.label(IAM_VARIABLE)} are set"
+        raise DbtoolError(both, "use one way to authenticate")
     if secret_id is not None:
         _apply_secret(params, sources, config, secret_id.value.strip())
         return None
@@ -83,10 +84,10 @@ def apply_tls(params: dict[str, str], sources: dict[str, str], config: Config) -
         path = Path(bundle.value).expanduser()
         path = path if path.is_absolute() else config.root / path
         params["sslrootcert"] = str(path)
-        sources["sslrootcert"] = f"{ROOTCERT_VARIABLE} from {bundle.source}"
+        sources["sslrootcert"] = f"{config.label(ROOTCERT_VARIABLE)} from {bundle.source}"
         if "sslmode" not in params and environment_mode is None:
             params["sslmode"] = "verify-full"  # a bundle is given to be used
-            sources["sslmode"] = f"verify-full because {ROOTCERT_VARIABLE} is set"
+            sources["sslmode"] = f"verify-full because {config.label(ROOTCERT_VARIABLE)} is set"
     mode = params.get("sslmode") or environment_mode or ""
     rootcert = params.get("sslrootcert") or os.environ.get("PGSSLROOTCERT")
     if rootcert and rootcert != "system" and not Path(rootcert).is_file():
@@ -103,7 +104,9 @@ def get_secret(config: Config, secret_id: str) -> dict[str, Any]:
     missing = f"secret {secret_id} not found in region {secrets.meta.region_name}"
     with aws_errors(
         actions=SECRET_ACTIONS,
-        not_found={"ResourceNotFoundException": f"{missing} (check {SECRET_VARIABLE} and AWS_DEFAULT_REGION)"},
+        not_found={
+            "ResourceNotFoundException": f"{missing} (check {config.label(SECRET_VARIABLE)} and AWS_DEFAULT_REGION)"
+        },
     ):
         return secrets.get_secret_value(SecretId=secret_id)  # type: ignore[no-any-return]
 
@@ -182,29 +185,30 @@ def _iam_tokens(params: dict[str, str], sources: dict[str, str], config: Config)
     from dbtool.aws.clients import AwsError, aws_errors, client, session
 
     host, user = params.get("host", ""), params.get("user", "")
+    iam, url = config.label(IAM_VARIABLE), config.label("PROD_CONNECTION_URL")
     if not host or "," in host or host.startswith("/"):
-        raise MalformedUrl(f"{IAM_VARIABLE} needs one RDS host name in PROD_CONNECTION_URL")
+        raise MalformedUrl(f"{iam} needs one RDS host name in {url}")
     if not user:
         raise MalformedUrl(
-            f"{IAM_VARIABLE} needs the database user in PROD_CONNECTION_URL",
+            f"{iam} needs the database user in {url}",
             "e.g. postgresql://cruddur_iam@host:5432/cruddur (a user granted rds_iam)",
         )
     if params.get("sslmode") in PLAINTEXT_MODES:
         raise DbtoolError(
-            f"{IAM_VARIABLE} needs SSL, but the URL says sslmode={params['sslmode']}",
+            f"{iam} needs SSL, but the URL says sslmode={params['sslmode']}",
             "RDS refuses IAM tokens without SSL: use sslmode=require or verify-full",
         )
     if "sslmode" not in params:
         params["sslmode"] = "require"
-        sources["sslmode"] = f"required by {IAM_VARIABLE}"
+        sources["sslmode"] = f"required by {iam}"
     if params.pop("password", None) is not None:
         sources["ignored"] = "the URL's password (an IAM token is used instead)"
     aws = session(config)
     with aws_errors():
         if aws.get_credentials() is None:
-            raise AwsError(f"no AWS credentials found to make an RDS IAM token ({IAM_VARIABLE}=1)")
+            raise AwsError(f"no AWS credentials found to make an RDS IAM token ({iam})")
     rds = client(config, "rds", region=_region_of(host), aws_session=aws)
-    sources["password"] = f"RDS IAM token, new for each connection ({IAM_VARIABLE})"
+    sources["password"] = f"RDS IAM token, new for each connection ({iam})"
     port = int(params.get("port") or 5432)
     return IamTokens(rds, host, port, user, rds.meta.region_name)
 

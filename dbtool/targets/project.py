@@ -77,6 +77,10 @@ class Config:
             return Setting(self._dotenv[name], f"{self.env_file}")
         return None
 
+    def label(self, name: str) -> str:
+        """How messages name the setting ``name``: the variable itself here (a declared target says where)."""
+        return name
+
     def value(self, name: str) -> str | None:
         """Just the value of :meth:`get`, for callers that do not report where it came from."""
         setting = self.get(name)

@@ -279,6 +279,17 @@ def _declared_target(declared: DeclaredTarget, config: Config, connect_timeout: 
     )
 
 
+# prod's variable -> the declared key that stands for it, for messages about a declared target
+DECLARED_KEYS = {
+    "PROD_DB_SECRET_ID": "secret_id",
+    "PROD_DB_IAM_AUTH": "iam_auth",
+    "PROD_DB_SSLROOTCERT": "sslrootcert",
+    "PROD_DATA_API_CLUSTER_ARN": "data_api_cluster_arn",
+    "PROD_DB_NAME": "database",
+    "PROD_CONNECTION_URL": "url_env",
+}
+
+
 class _DeclaredSettings(Config):
     """A declared target's settings under the names production's code reads; prod's own are hidden."""
 
@@ -296,6 +307,12 @@ class _DeclaredSettings(Config):
         }
         self._values = {name: value for name, value in values.items() if value}
         self._where = declared.where
+        self._labels = {name: f"{key} in {declared.where}" for name, key in DECLARED_KEYS.items()}
+        if declared.url_env:
+            self._labels["PROD_CONNECTION_URL"] = declared.url_env
+
+    def label(self, name: str) -> str:
+        return self._labels.get(name, name)
 
     def get(self, name: str) -> Setting | None:
         if name in self._values:
