@@ -167,7 +167,7 @@ def test_a_database_in_use_when_the_copy_is_made_keeps_no_template_and_fails_not
     setup("--no-template")
     target = resolve_target("local")
     with open_maintenance_session(target) as admin, psycopg.connect(local.url()):  # the app, say
-        found = templates.lookup(admin, target)
+        found = templates.lookup(admin, target, {})  # this project declares no extensions
         assert found.match is None
         assert (
             templates.keep(admin, target, found)

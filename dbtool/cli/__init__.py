@@ -41,9 +41,12 @@ def main() -> None:
 
 def group() -> Group:
     """The click group with every command's module loaded (for the tests and the help's copy)."""
-    from dbtool.cli import aws, database, deploy, inspect, local, migrate, project  # noqa: F401 - each registers its commands
-    from dbtool.cli.main import cli
+    import importlib
 
+    from dbtool.cli.main import COMMAND_MODULES, cli
+
+    for module in sorted(set(COMMAND_MODULES.values())):  # each registers its commands on import
+        importlib.import_module(f"dbtool.cli.{module}")
     return cli
 
 

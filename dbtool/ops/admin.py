@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -44,23 +45,17 @@ def create_database(target: Target, *, session: SqlSession | None = None) -> boo
 
     ``session``, when given, is a maintenance session to use (and leave open) instead of a new one.
     """
-    if session is not None:
-        return _create(session, target)
-    with open_maintenance_session(target) as maintenance:
-        return _create(maintenance, target)
-
-
-def _create(session: SqlSession, target: Target) -> bool:
     from psycopg import sql
 
-    if _exists(session, target.dbname):
-        return False
-    try:
-        session.execute(sql.SQL(CREATE).format(sql.Identifier(target.dbname)))
-    except SqlError as error:
-        if error.sqlstate in (DUPLICATE_DATABASE, UNIQUE_VIOLATION):
-            return False  # created by someone else between our check and our CREATE
-        raise _server_error(f'cannot create database "{target.dbname}"', error) from None
+    with _maintenance(target, session) as maintenance:
+        if _exists(maintenance, target.dbname):
+            return False
+        try:
+            maintenance.execute(sql.SQL(CREATE).format(sql.Identifier(target.dbname)))
+        except SqlError as error:
+            if error.sqlstate in (DUPLICATE_DATABASE, UNIQUE_VIOLATION):
+                return False  # created by someone else between our check and our CREATE
+            raise _server_error(f'cannot create database "{target.dbname}"', error) from None
     return True
 
 
@@ -78,10 +73,18 @@ def drop_database(
     API it is always forced: the API's own pooled connections are sessions that never go away.
     ``session``, when given, is a maintenance session to use (and leave open) instead of a new one.
     """
-    if session is not None:
-        return _drop(session, target, force=force, on_sessions=on_sessions)
-    with open_maintenance_session(target) as maintenance:
+    with _maintenance(target, session) as maintenance:
         return _drop(maintenance, target, force=force, on_sessions=on_sessions)
+
+
+@contextmanager
+def _maintenance(target: Target, session: SqlSession | None) -> Iterator[SqlSession]:
+    """The caller's maintenance session, left open; else a new one, closed after."""
+    if session is not None:
+        yield session
+        return
+    with open_maintenance_session(target) as own:
+        yield own
 
 
 def _drop(

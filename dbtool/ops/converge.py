@@ -77,7 +77,7 @@ def setup(target: Target, *, force: bool = False, template: bool = True, hooks: 
     migrations = _migrations(target, hooks)
     # One maintenance session for the drop, the create and the templates: each connection costs start-up time.
     with open_maintenance_session(target) as admin:
-        found = templates.lookup(admin, target) if templates.allowed(target) else None
+        found = templates.lookup(admin, target, declared) if templates.allowed(target) else None
 
         def drop() -> tuple[str, bool]:
             ends = force or not target.protected

@@ -20,10 +20,11 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from dbtool import __version__, queries
 from dbtool.engine.session import SqlError
+from dbtool.ops.admin import DROP, DROP_FORCE, FORCE_MIN_SERVER_VERSION
 
 if TYPE_CHECKING:
     from dbtool.engine.session import Session
@@ -39,7 +40,8 @@ FORMAT = b"dbtool template 1"
 # a larger database (bench/setup.py measures both).
 STRATEGY_MIN_SERVER_VERSION = 150000
 FILE_COPY_MIN_BYTES = 16 << 20
-FORCE_MIN_SERVER_VERSION = 130000
+COPY = "CREATE DATABASE {} TEMPLATE {}"
+COMMENT = "COMMENT ON DATABASE {} IS {}"
 # Why a clone could not be made from a template: it is gone, or someone is connected to it.
 MISSING = "3D000"
 IN_USE = "55006"
@@ -62,6 +64,11 @@ class Lookup:
     match: Template | None
     others: tuple[Template, ...] = field(default=())
 
+    @property
+    def every(self) -> tuple[Template, ...]:
+        """All of the database's templates, the match included."""
+        return (*self.others, self.match) if self.match is not None else self.others
+
 
 def allowed(target: Target) -> bool:
     """Templates are for local targets: never production, the RDS Data API, or a target whose writes ask first."""
@@ -76,9 +83,8 @@ def template_name(dbname: str, fingerprint: str) -> str:
     return prefix + suffix
 
 
-def fingerprint(target: Target, *, server_version: int, user: str) -> str:
+def fingerprint(target: Target, extensions: dict[str, str], *, server_version: int, user: str) -> str:
     """SHA-256 over the project's SQL files (exact bytes), its declared extensions, the server and user, dbtool."""
-    from dbtool.targets.declared import read_declaration
     from dbtool.targets.project import database_files
 
     digest = hashlib.sha256(FORMAT)
@@ -87,7 +93,7 @@ def fingerprint(target: Target, *, server_version: int, user: str) -> str:
         "server": server_version,
         "user": user,
         "database": target.dbname,
-        "extensions": sorted(read_declaration(target.root).extensions.items()),
+        "extensions": sorted(extensions.items()),
     }
     _add(digest, json.dumps(facts, sort_keys=True).encode())
     for path in database_files(target.root):
@@ -100,12 +106,12 @@ def _add(digest: hashlib._Hash, data: bytes) -> None:
     digest.update(len(data).to_bytes(8, "big") + data)
 
 
-def lookup(session: Session, target: Target) -> Lookup:
-    """The fingerprint for this setup and the target's templates, from a maintenance session."""
+def lookup(session: Session, target: Target, extensions: dict[str, str]) -> Lookup:
+    """The fingerprint for this setup (``extensions``: those dbtool.toml declares) and the target's templates."""
     rows = session.execute(queries.get("templates")).rows
     user = rows[0][0]
     found = [template for row in rows if (template := _parse(*row[1:])) and template.database == target.dbname]
-    wanted = fingerprint(target, server_version=session.server_version, user=user)
+    wanted = fingerprint(target, extensions, server_version=session.server_version, user=user)
     name = template_name(target.dbname, wanted)
     match = next((t for t in found if t.fingerprint == wanted and t.name == name), None)
     return Lookup(wanted, name, match, tuple(t for t in found if t is not match))
@@ -123,13 +129,8 @@ def _parse(name: str | None, description: str | None, size: int | None) -> Templ
 
 def clone(session: Session, target: Target, template: Template) -> str | None:
     """Create the target's database from ``template``; the reason when it could not (then nothing was created)."""
-    from psycopg import sql
-
-    statement = sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
-        sql.Identifier(target.dbname), sql.Identifier(template.name)
-    )
     try:
-        session.execute(statement + _strategy(session, template.bytes))
+        session.execute(_copy(session, target.dbname, template.name, template.bytes))
     except SqlError as error:
         if error.sqlstate == IN_USE:
             return f"template {template.name} is in use"
@@ -143,22 +144,19 @@ def keep(session: Session, target: Target, found: Lookup) -> str:
     """Copy the freshly loaded database to the lookup's template, dropping older ones; what happened, in words."""
     from psycopg import sql
 
-    uncopied = session.execute(queries.get("database_uncopied"), {"dbname": target.dbname}).scalar()
+    uncopied, size = session.execute(queries.get("database_copy_facts"), {"dbname": target.dbname}).one()
     if uncopied:
-        discard(session, (*found.others, *([found.match] if found.match else [])))
+        discard(session, found.every)
         return f"none kept: a copy would not carry the database's {uncopied}"
-    stale = [t for t in (found.match, *found.others) if t is not None and t.name == found.name]
-    discard(session, stale)  # the one that could not be cloned
-    size = session.execute("SELECT pg_catalog.pg_database_size(%(dbname)s)", {"dbname": target.dbname}).scalar()
-    create = sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(found.name), sql.Identifier(target.dbname))
+    discard(session, [t for t in found.every if t.name == found.name])  # the one that could not be cloned
     try:
-        session.execute(create + _strategy(session, int(size)) + sql.SQL(" ALLOW_CONNECTIONS false"))
+        session.execute(_copy(session, found.name, target.dbname, int(size)) + sql.SQL(" ALLOW_CONNECTIONS false"))
     except SqlError as error:
         if error.sqlstate == IN_USE:
             return f"none kept: database {target.dbname} is in use (a copy needs it to itself)"
         raise
     comment = MARK + json.dumps({"database": target.dbname, "fingerprint": found.fingerprint})
-    session.execute(sql.SQL("COMMENT ON DATABASE {} IS {}").format(sql.Identifier(found.name), sql.Literal(comment)))
+    session.execute(sql.SQL(COMMENT).format(sql.Identifier(found.name), sql.Literal(comment)))
     older = [t for t in found.others if t.name != found.name][KEEP - 1 :]
     discard(session, older)
     return f"kept as {found.name} for the next setup"
@@ -166,23 +164,24 @@ def keep(session: Session, target: Target, found: Lookup) -> str:
 
 def discard_all(session: Session, found: Lookup) -> str:
     """Drop every template of the target's database (``setup --no-template``); what happened, in words."""
-    every = [*found.others, *([found.match] if found.match else [])]
-    discard(session, every)
-    return f"dropped {len(every)} template(s)" if every else "none kept"
+    discard(session, found.every)
+    return f"dropped {len(found.every)} template(s)" if found.every else "none kept"
 
 
 def discard(session: Session, templates: tuple[Template, ...] | list[Template]) -> None:
     """Drop templates, ending any session on one (they are dbtool's own)."""
     from psycopg import sql
 
-    force = sql.SQL(" WITH (FORCE)") if session.server_version >= FORCE_MIN_SERVER_VERSION else sql.SQL("")
+    statement = DROP_FORCE if session.server_version >= FORCE_MIN_SERVER_VERSION else DROP
     for template in templates:
-        session.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(template.name)) + force)
+        session.execute(sql.SQL(statement).format(sql.Identifier(template.name)))
 
 
-def _strategy(session: Session, size: int) -> object:
+def _copy(session: Session, new: str, source: str, size: int) -> Any:
+    """``CREATE DATABASE new TEMPLATE source`` with the strategy for a source of ``size`` bytes."""
     from psycopg import sql
 
+    statement = sql.SQL(COPY).format(sql.Identifier(new), sql.Identifier(source))
     if session.server_version < STRATEGY_MIN_SERVER_VERSION:
-        return sql.SQL("")
-    return sql.SQL(" STRATEGY FILE_COPY" if size >= FILE_COPY_MIN_BYTES else " STRATEGY WAL_LOG")
+        return statement
+    return statement + sql.SQL(" STRATEGY FILE_COPY" if size >= FILE_COPY_MIN_BYTES else " STRATEGY WAL_LOG")

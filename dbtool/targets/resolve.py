@@ -8,7 +8,6 @@ for production. Resolution order: explicit argument > environment > ``.env`` > d
 
 from __future__ import annotations
 
-import dataclasses
 import getpass
 import ipaddress
 from collections.abc import Callable, Mapping
@@ -219,7 +218,10 @@ def target_names(root: Path) -> list[str]:
     return [*TARGET_VARIABLES, *(name for name in declared_targets(root) if name not in TARGET_VARIABLES)]
 
 
-def _data_api_target(config: Config, name: str = "prod", *, protected: bool = True) -> Target | None:
+def _data_api_target(
+    config: Config, name: str = "prod", *, protected: bool = True, variable: str | None = None
+) -> Target | None:
+    """The Data API target when ``config`` names a cluster; ``variable`` is what names it (prod's variable)."""
     from dbtool.targets.dataapi import CLUSTER_VARIABLE, resolve_data_api
 
     sources: dict[str, str] = {}
@@ -235,8 +237,8 @@ def _data_api_target(config: Config, name: str = "prod", *, protected: bool = Tr
         config.root,
         MappingProxyType(sources),
         data_api=address,
-        protected=protected or name == "prod",
-        variable=CLUSTER_VARIABLE,
+        protected=protected,
+        variable=variable or CLUSTER_VARIABLE,
     )
 
 
@@ -247,9 +249,9 @@ def _declared_target(declared: DeclaredTarget, config: Config, connect_timeout: 
     settings = _DeclaredSettings(config, declared)
     protected = declared.protected or declared.name == "prod"
     if declared.data_api_cluster_arn is not None:
-        target = _data_api_target(settings, declared.name, protected=protected)
+        target = _data_api_target(settings, declared.name, protected=protected, variable=declared.where)
         assert target is not None  # the cluster is declared
-        return dataclasses.replace(target, variable=declared.where)
+        return target
     sources: dict[str, str] = {}
     variable = declared.url_env or declared.where
     params: dict[str, str] = {}
