@@ -324,3 +324,19 @@ def ip_service(monkeypatch: pytest.MonkeyPatch) -> Iterator[IpService]:
     monkeypatch.setenv("DBTOOL_IP_SERVICES", service.url)
     yield service
     service.close()
+
+
+@dataclass(frozen=True)
+class Through:
+    """A target for the loader suites: the local server over libpq, or the prod-like one over the Data API."""
+
+    server: Server
+    args: tuple[str, ...]  # what selects it on the command line
+    transport: str
+
+
+@pytest.fixture(params=["libpq", "data-api"])
+def through(request, project) -> Through:
+    if request.param == "libpq":
+        return Through(request.getfixturevalue("local"), (), "libpq")
+    return Through(request.getfixturevalue("data_api").db, ("prod", "--yes"), "data-api")

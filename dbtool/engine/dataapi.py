@@ -27,11 +27,10 @@ import re
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from dbtool.engine import inserts
 from dbtool.engine.session import Params, Result, SqlError
-from dbtool.errors import join_hints
 from dbtool.targets.dataapi import CLUSTER_VARIABLE, DataApiAddress
 
 if TYPE_CHECKING:
@@ -39,6 +38,15 @@ if TYPE_CHECKING:
     from dbtool.targets.resolve import Target
 
 MAX_SQL_CHARS = 65_536
+NETWORK_HINT = "load this file over a network connection (PROD_CONNECTION_URL)"
+DROP_HELPER = {
+    "copy_rows": "DROP FUNCTION pg_temp.dbtool_copy_rows(text, json, json)",
+    "insert_rows": "DROP FUNCTION pg_temp.dbtool_insert_rows(text, json)",
+}
+INSERT_ROWS = "SELECT pg_temp.dbtool_insert_rows(:head, :rows)"
+# Rows sent through the helper function travel as a JSON parameter: about a megabyte of them per call,
+# as COPY's rows do (a request carries 4 MiB; JSON escapes each quote twice on the way).
+HELPER_ROWS_CHARS = 1 << 20
 INVALID_CATALOG_NAME = "3D000"  # a login to a database that does not exist
 LOGIN_REFUSED = ("28P01", "28000")  # invalid_password, invalid_authorization_specification
 CREATE_HINT = "create it with ./bin/db-create prod"
@@ -59,11 +67,6 @@ RESUME_POLL = (1.0, 2.0, 4.0, 8.0)
 _PERCENT = re.compile(r"%\((\w+)\)s|%s|%%")
 _ERROR_TAIL = re.compile(r"; SQLState: (?P<sqlstate>\w{5})\s*$")
 _POSITION_TAIL = re.compile(r"; Position: (?P<position>\d+)\s*$")
-_INSERT = re.compile(
-    rb"(?is)\s*(?P<head>insert\s+into\s+(?P<table>(?:\"(?:[^\"]|\"\")*\"|[\w$]+)(?:\s*\.\s*(?:\"(?:[^\"]|\"\")*\"|[\w$]+))*)"
-    rb"\s*(?:\((?:[^()\"]|\"(?:[^\"]|\"\")*\")*\))?\s*values)\s*(?P<row>\(.*\))\s*;?\s*"
-)
-_ROW_TOKEN = re.compile(rb"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|--|/\*|\$|[()]|[eE]'")
 _TIMESTAMP_TYPES = {"timestamp", "timestamptz"}
 
 
@@ -78,8 +81,10 @@ class DataApiSession:
         self._transaction: str | None = None
         self._failed = False
         self._version: int | None = None
-        self._statement_triggers: dict[str, bool] = {}  # table -> has statement-level INSERT triggers
-        self._pending: _Rows | None = None  # single-row INSERTs held back to travel together
+        self._tables: dict[str, tuple[str | None, ...]] = {}  # table -> its trigger, rule, volatile default
+        self._helpers_possible: bool | None = None  # whether this transaction may create its helper functions
+        self._helpers: set[str] = set()  # the helper functions made in this transaction
+        self._pending: inserts.RowGroup | None = None  # INSERT rows held back to travel together
 
     # -- the session interface ----------------------------------------------------------------------
 
@@ -102,12 +107,22 @@ class DataApiSession:
     def execute_batch(self, run: Run) -> None:
         for start, end in run.bounds:
             # Rows are read the standard way; with backslash escapes on, each statement goes alone.
-            insert = _single_row_insert(run.sql, start, end) if run.standard_strings else None
-            if insert is not None and self._may_combine(insert):
-                self._hold(run, start, insert)
-                continue
+            insert = inserts.parse(run.sql, start, end) if run.standard_strings else None
+            if insert is not None:
+                reason = self._batching_reason(insert.table)
+                if reason is None:
+                    self._hold(run, insert)
+                    continue
+                if end - start > MAX_SQL_CHARS and len(run.sql[start:end].decode("utf-8")) > MAX_SQL_CHARS:
+                    raise SqlError(
+                        f"this INSERT is over the Data API's {MAX_SQL_CHARS:,} characters, and sent in parts it "
+                        f"would not do what it does whole: {reason} on {insert.table}",
+                        hint=NETWORK_HINT,
+                        offset=start,
+                        run=run,
+                    )
             self._flush()
-            self._statement_triggers.clear()  # this statement may create one
+            self._tables.clear()  # this statement may create a trigger or a rule
             self._one(run, start, end)
 
     def execute_statement(self, sql: bytes, kind: str | None = None) -> None:
@@ -128,7 +143,7 @@ class DataApiSession:
         copy_as_inserts(self, statement, data)
 
     def start_file(self) -> None:
-        self._statement_triggers.clear()
+        self._tables.clear()
 
     def flush(self) -> None:
         self._flush()
@@ -137,15 +152,20 @@ class DataApiSession:
         self._flush()
         response = self._call("begin_transaction", database=self.dbname)
         self._transaction, self._failed = response["transactionId"], False
+        self._helpers_possible, self._helpers = None, set()
 
     def commit(self) -> None:
         self._flush()
+        for name in sorted(self._helpers):  # a temporary object must not outlive the load in a pooled connection
+            self._statement(DROP_HELPER[name], [], metadata=False)
+        self._helpers_possible, self._helpers = None, set()
         transaction, self._transaction = self._transaction, None
         if transaction is not None:
             self._call("commit_transaction", transactionId=transaction)
 
     def rollback(self) -> None:
         self._pending = None
+        self._helpers_possible, self._helpers = None, set()
         transaction, self._transaction = self._transaction, None
         if transaction is not None and not self._failed:
             self._call("rollback_transaction", transactionId=transaction)
@@ -168,10 +188,6 @@ class DataApiSession:
         self.close()
 
     # -- statements -----------------------------------------------------------------------------------
-
-    def outside(self, sql: str, parameters: list[dict[str, Any]]) -> dict[str, Any]:
-        """One statement on its own, outside the transaction (copyrows' read-only probes after a failure)."""
-        return self._call("execute_statement", database=self.dbname, sql=sql, parameters=parameters)
 
     def statement(self, sql: str, parameters: list[dict[str, Any]] | None = None) -> dict[str, Any]:
         """One statement with Data API parameters, in the current transaction if any (for copyrows)."""
@@ -204,47 +220,83 @@ class DataApiSession:
             error.run = where if not isinstance(where, bytes) else None
             raise
 
-    def _may_combine(self, insert: _Insert) -> bool:
-        """Rows go together unless the table has statement-level INSERT triggers (they would fire fewer times)."""
+    def insert_facts(self, table: str) -> tuple[str | None, ...]:
+        """What in the table makes INSERT rows behave unlike the statements written: a trigger, a rule, a volatile
+        default (queries/insert_batching.sql), each named or None; read once until a statement may change them."""
         from dbtool import queries
 
-        if insert.table not in self._statement_triggers:
+        if table not in self._tables:
             self._flush()
-            found = self.execute(queries.get("insert_statement_triggers"), {"table": insert.table}).scalar()
-            self._statement_triggers[insert.table] = bool(found)
-        return not self._statement_triggers[insert.table]
+            trigger, rule, default, possible = self.execute(queries.get(inserts.TABLE_CHECK), {"table": table}).rows[0]
+            self._tables[table] = (trigger, rule, default)
+            if self._helpers_possible is None:  # asked here to save a call
+                self._helpers_possible = bool(possible)
+        return self._tables[table]
 
-    def _hold(self, run: Run, start: int, insert: _Insert) -> None:
-        pending = self._pending
-        if pending is not None and (pending.key != insert.key or pending.size + len(insert.row) + 2 > MAX_SQL_CHARS):
-            self._flush()
-            pending = None
-        if pending is None:
-            pending = self._pending = _Rows(insert.key, insert.head, [], len(insert.head) + 1)
-        pending.rows.append((run, start, insert))
-        pending.size += len(insert.row) + 2
+    def _batching_reason(self, table: str) -> str | None:
+        """What stops the table's INSERT rows combining or splitting, if anything."""
+        return next((fact for fact in self.insert_facts(table) if fact), None)
+
+    def helper(self, name: str) -> bool:
+        """Whether the temporary function ``name`` (``copy_rows``, ``insert_rows``) is there in this transaction.
+
+        Made on first use, where the user may (TEMP, PL/pgSQL), and dropped before the transaction
+        commits; a failed transaction takes it with it.
+        """
+        from dbtool import queries
+
+        if self._transaction is None:
+            return False
+        if self._helpers_possible is None:
+            self._helpers_possible = bool(self.execute(queries.get("helper_functions_possible")).scalar())
+        if self._helpers_possible and name not in self._helpers:
+            self._statement(queries.get(f"{name}_function"), [], metadata=False)
+            self._helpers.add(name)
+        return self._helpers_possible
+
+    def _hold(self, run: Run, insert: inserts.ValuesInsert) -> None:
+        for index, (start, _) in enumerate(insert.rows):
+            text = insert.row(run.sql, index)
+            pending = self._pending
+            if pending is not None and (pending.key != insert.key or not pending.fits(text)):
+                self._flush()
+                pending = None
+            if pending is None:
+                # Through the helper, a group's SQL is a parameter: not held to a statement's 65,536 characters.
+                limit = HELPER_ROWS_CHARS if self.helper("insert_rows") else MAX_SQL_CHARS
+                pending = self._pending = inserts.RowGroup(insert.key, insert.head, limit)
+            pending.add(run, start, text, insert.start if index == 0 else start)
 
     def _flush(self) -> None:
-        """Send the held INSERTs: one statement as written, or one multi-row INSERT."""
+        """Send the held rows as one INSERT: as SQL when it is one row or fits, else through the helper function."""
         pending, self._pending = self._pending, None
         if pending is None:
             return
-        if len(pending.rows) == 1:
-            run, start, insert = pending.rows[0]
-            self._one(run, start, insert.end)
+        sql = pending.sql()
+        if (len(pending.rows) == 1 and len(sql) <= MAX_SQL_CHARS) or not self.helper("insert_rows"):
+            try:
+                self._statement(sql, [], metadata=False)
+            except SqlError as error:
+                pending.locate(error)
+                raise
             return
-        text = pending.head + " " + ",\n".join(insert.row for _, _, insert in pending.rows)
-        try:
-            self._statement(text, [], metadata=False)
-        except SqlError as error:
-            _locate_in_rows(error, pending)
-            raise
+        rows = json.dumps([text for _, _, text, _ in pending.rows], ensure_ascii=False)
+        head = {"name": "head", "value": {"stringValue": pending.head}}
+        rows_parameter = {"name": "rows", "value": {"stringValue": rows}, "typeHint": "JSON"}
+        response = self._statement(INSERT_ROWS, [head, rows_parameter], metadata=False)
+        field = (response.get("records") or [[{"isNull": True}]])[0][0]
+        if not field.get("isNull"):
+            failed = json.loads(field["stringValue"])
+            error = SqlError(failed["message"], sqlstate=failed["sqlstate"], detail=failed["detail"])
+            error.hint = failed["hint"]
+            pending.locate(error, failed["row"])
+            raise error
 
     def _statement(self, sql: str, parameters: list[dict[str, Any]], *, metadata: bool) -> dict[str, Any]:
         if len(sql) > MAX_SQL_CHARS:
             raise SqlError(
                 f"this statement is {len(sql):,} characters; the Data API takes at most {MAX_SQL_CHARS:,} in one call",
-                hint="split it, or load this file over a network connection (PROD_CONNECTION_URL)",
+                hint=f"split it, or {NETWORK_HINT}",
             )
         request: dict[str, Any] = {"database": self.dbname, "sql": sql}
         if parameters:
@@ -450,77 +502,5 @@ def _array(value: dict[str, Any]) -> list[Any]:
     return [_array(item) for item in items] if kind == "arrayValues" else list(items)
 
 
-def _one_row(row: bytes) -> bool:
-    """Whether ``row`` is exactly one parenthesised tuple of plain tokens (no comments, no dollar quotes)."""
-    depth = 0
-    for token in _ROW_TOKEN.finditer(row):
-        text = token.group()
-        if text in (b"--", b"/*", b"$") or text[:1] in (b"e", b"E"):
-            return False
-        if text == b"(":
-            depth += 1
-        elif text == b")":
-            depth -= 1
-            if depth == 0 and token.end() != len(row):
-                return False
-    return depth == 0
-
-
 def _byte_offset(text: str, position: int) -> int:
     return len(text[: position - 1].encode("utf-8"))
-
-
-@dataclass(frozen=True)
-class _Insert:
-    """A one-row ``INSERT INTO t (cols) VALUES (…)`` with nothing after its row."""
-
-    key: str  # the head, normalised: statements with the same key go to the same table and columns
-    head: str  # as written
-    table: str
-    row: str
-    row_start: int  # byte offset of the row in the run
-    end: int
-
-
-@dataclass
-class _Rows:
-    key: str
-    head: str
-    rows: list[tuple[Run, int, _Insert]]
-    size: int
-
-
-def _single_row_insert(sql: bytes, start: int, end: int) -> _Insert | None:
-    match = _INSERT.fullmatch(sql, start, end)
-    if match is None or not _one_row(match.group("row")):
-        return None
-    try:
-        head = match.group("head").decode("utf-8")
-        match.group("row").decode("utf-8")
-    except UnicodeDecodeError:
-        return None  # sent alone, to be refused with its line
-    return _Insert(
-        " ".join(head.split()),  # case kept: "Users" and users are two tables
-        head,
-        match.group("table").decode("utf-8"),
-        match.group("row").decode("utf-8"),
-        match.start("row"),
-        end,
-    )
-
-
-def _locate_in_rows(error: SqlError, pending: _Rows) -> None:
-    """Point a multi-row INSERT's error at the row (and file) it came from."""
-    first_run, first_start, _ = pending.rows[0]
-    error.run, error.offset = first_run, first_start
-    if error.position is None:
-        last_run, last_start, _ = pending.rows[-1]
-        lines = f"lines {first_run.locate(first_start)[0]} to {last_run.locate(last_start)[0]}"
-        error.detail = join_hints(error.detail, f"in one of the {len(pending.rows)} INSERTs on {lines}, sent together")
-        return
-    at = error.position - 1 - len(pending.head) - 1  # characters into the rows
-    for run, _, insert in pending.rows:
-        if 0 <= at <= len(insert.row):
-            error.run, error.offset = run, insert.row_start + len(insert.row[:at].encode("utf-8"))
-            return
-        at -= len(insert.row) + 2

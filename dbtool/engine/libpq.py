@@ -29,6 +29,7 @@ SAVEPOINT = b"SAVEPOINT dbtool_batch"
 # error) or fails inside it, the savepoint in place is still the one from just before the batch.
 MOVE_SAVEPOINT = b"RELEASE SAVEPOINT dbtool_batch; SAVEPOINT dbtool_batch"
 ROLLBACK_TO_SAVEPOINT = b"ROLLBACK TO SAVEPOINT dbtool_batch"
+INLINE_SAVEPOINT_BYTES = 1 << 20
 _COPY_CONTEXT = re.compile(r"COPY [^,]*, line (\d+)")
 
 
@@ -70,8 +71,11 @@ class LibpqSession:
         if not self._savepoint:
             self._run(SAVEPOINT)
             self._savepoint = True
-        # "\n;" closes a last statement that has no semicolon or ends in a -- comment.
-        query = sql + b"\n;" + MOVE_SAVEPOINT
+        # The savepoint moves in the batch's own query when it fits behind it: not behind a statement the
+        # file's end left open (the server would read our SQL as its rest, and say so in its error), nor
+        # behind megabytes (the query would be a second copy of them).
+        inline = sql.endswith(b";") and len(sql) <= INLINE_SAVEPOINT_BYTES
+        query = sql + MOVE_SAVEPOINT if inline else sql
         try:
             self.cursor.execute(query)
         except psycopg.Error as error:
@@ -79,6 +83,8 @@ class LibpqSession:
                 raise sql_error(error, query, fallback=bounds[0][0]) from None
             first = sql_error(error, fallback=bounds[0][0])
         else:
+            if not inline:
+                self._run(MOVE_SAVEPOINT)
             return
         self._run(ROLLBACK_TO_SAVEPOINT)
         for start, end in bounds:  # replay one by one so the error names its own statement
@@ -92,11 +98,10 @@ class LibpqSession:
     def execute_statement(self, sql: bytes, kind: str | None = None) -> None:
         import psycopg
 
-        query = sql + b"\n"
         try:
-            self.cursor.execute(query)
+            self.cursor.execute(sql)
         except psycopg.Error as error:
-            raise sql_error(error, query, fallback=0) from None
+            raise sql_error(error, sql, fallback=0) from None
 
     def copy_in(self, statement: bytes, data: Iterator[bytes]) -> None:
         import psycopg

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, BinaryIO
 
 from dbtool.engine.readahead import read_ahead
 from dbtool.engine.session import Session, SqlError, open_session
-from dbtool.engine.split import CopyEnd, MetaCommand, Run, Scanner, SplitError
+from dbtool.engine.split import CopyEnd, MetaCommand, Run, Scanner, SplitError, first_token
 from dbtool.errors import SqlFileError, join_hints
 
 if TYPE_CHECKING:
@@ -163,7 +163,7 @@ class _Loader:
         try:
             self._load(scanner)
         except SplitError as error:
-            raise self._file_error(error.line, error.column, error.message, None) from None
+            raise self._file_error(error.line, error.column, error.message, error.hint) from None
 
     def _load(self, scanner: Scanner) -> None:
         if self.transaction and not self.session.in_transaction:
@@ -302,6 +302,8 @@ class _Loader:
         return self._error(run, start + (error.offset or 0), error)
 
     def _error(self, run: Run, offset: int, error: SqlError) -> SqlFileError:
+        if error.position is None:  # the statement's own first word, not a comment before it (chinook's banners)
+            offset = first_token(run.sql, offset)
         line, column = run.locate(offset)
         hint = error.hint
         if error.sqlstate == ACTIVE_SQL_TRANSACTION and _CREATE_DATABASE.match(run.sql, offset):
@@ -311,7 +313,7 @@ class _Loader:
         return self._file_error(line, column, error.describe(), hint)
 
     def _located(self, run: Run, message: str, hint: str) -> SqlFileError:
-        return self._file_error(run.line, run.column, message, hint)
+        return self._file_error(*run.locate(first_token(run.sql, 0)), message, hint)
 
     def _file_error(self, line: int, column: int, message: str, hint: str | None) -> SqlFileError:
         if self.transaction:

@@ -44,13 +44,26 @@ def _nested(depth: int) -> bytes:
     return rb"\((?:" + inner + rb")*+\)"
 
 
-_FAST_STATEMENT = re.compile(
+_BODY = rb"(?:" + _ATOM + rb"|" + _nested(2) + rb")*+"
+_FAST_HEAD = (
     rb"(?:[" + _WS + rb"]++|--[^\n]*+\n)*+"  # leading blanks and -- comments, which psql drops too
     # Not a statement whose first word matters (see _kind and psqlscan.l's CREATE FUNCTION rule), and
     # not one opening with a string such as U&'…' or B'…', after which psql's first word comes later.
     rb"(?P<sql>(?!(?i:create|copy|begin|start|commit|end|rollback|abort|savepoint|release|prepare|set|reset)\b)"
-    rb"(?![A-Za-z]&?['\"])[A-Za-z](?:" + _ATOM + rb"|" + _nested(2) + rb")*+;)"
+    rb"(?![A-Za-z]&?['\"])[A-Za-z]" + _BODY
 )
+_FAST_STATEMENT = re.compile(_FAST_HEAD + rb";)")
+# The same without its end, and its body alone: how far a statement cut by the buffer's end got, and
+# where to go on from once more is read (every position the body stops at is between two of its atoms).
+_FAST_PREFIX = re.compile(_FAST_HEAD + rb")")
+_FAST_MORE = re.compile(_BODY)
+_MORE = object()  # what Scanner._fast returns for "the buffer ends inside a fast-path statement"
+
+# pg_dump opens its output with these lines and closes it with "-- PostgreSQL database dump complete".
+DUMP_HEADER_LINE = b"-- PostgreSQL database dump"
+DUMP_COMPLETE = b"-- PostgreSQL database dump complete"
+_DUMP_HEADER = re.compile(rb"--\r?\n" + re.escape(DUMP_HEADER_LINE) + rb"\r?\n")
+_DUMP_FOOTER = re.compile(rb"(?m)^" + re.escape(DUMP_COMPLETE) + rb"\r?$")
 
 # -- Slow path: the tokens that change psqlscan.l's state; everything between them is skipped in C.
 _NEXT = re.compile(rb"--|/\*|[';\"$()\\]")
@@ -90,9 +103,9 @@ _COPY_DIRECTION = re.compile(
 class SplitError(Exception):
     """Something in the file that is not passed to the server, at a 1-based line and column."""
 
-    def __init__(self, message: str, line: int, column: int) -> None:
+    def __init__(self, message: str, line: int, column: int, *, hint: str | None = None) -> None:
         super().__init__(message)
-        self.message, self.line, self.column = message, line, column
+        self.message, self.line, self.column, self.hint = message, line, column, hint
 
 
 class _Unsupported(Exception):
@@ -175,12 +188,17 @@ class Scanner:
 
     ``bytes_read`` counts the bytes taken from the stream, at most one chunk ahead of what has been
     handed out, for progress reports.
+
+    A statement larger than a chunk is read into the same buffer, grown in place (a ``bytearray``),
+    and the buffer is let go as soon as the statement is handed out: loading a 100 MB statement holds
+    it about twice (here, then in libpq's send buffer), which ``tests/test_sqlfile.py`` measures.
     """
 
     def __init__(self, stream: BinaryIO, chunk_bytes: int = CHUNK_BYTES) -> None:
         self.stream, self.chunk_bytes = stream, chunk_bytes
         self.bytes_read = 0
-        self._buf = self._pending = b""
+        self._buf = bytearray()
+        self._pending = b""
         self._eof = False
         self._first = True  # a byte order mark is dropped from the first read
         # standard_conforming_strings: on by default since PostgreSQL 9.1; a file (a dump of a database
@@ -188,20 +206,33 @@ class Scanner:
         self.standard_strings = True
         self._line = self._column = 1  # line and column (characters) at _buf[_mark]
         self._mark = 0
+        self._long: tuple[int, int] | None = None  # a long ordinary statement: (its start, where the fast scan stopped)
+        self._shift = 0  # bytes dropped from the buffer's front by the last run handed out whole
+        self.statements = 0  # statements handed out so far
+        self._dump = False  # the file opens as pg_dump's output does …
+        self._complete = False  # … and its closing "dump complete" line has been read
 
     def __iter__(self) -> Iterator[Item]:
         pos = 0
         bounds: list[tuple[int, int]] = []
         while True:
             # The fast path reads '…' the standard way; with backslash escapes every statement goes slow.
-            match = _FAST_STATEMENT.match(self._buf, pos) if self.standard_strings else None
-            if match is not None:
-                bounds.append((match.start("sql"), match.end()))
-                pos = match.end()
+            fast = self._fast(pos) if self.standard_strings else None
+            if fast is _MORE:  # an ordinary statement longer than the buffer: read on, resuming the fast scan
+                if bounds:
+                    yield self._run(bounds)
+                    bounds = []
+                    pos -= self._rebase()
+                pos = self._refill(pos, self.chunk_bytes)
+                continue
+            if fast is not None:
+                bounds.append(fast)
+                pos = fast[1]
                 if len(bounds) < RUN_STATEMENTS:
                     continue
                 yield self._run(bounds)
                 bounds = []
+                pos -= self._rebase()
                 continue
             try:
                 found = _scan_statement(self._buf, pos, self._eof, backslashes=not self.standard_strings)
@@ -211,7 +242,10 @@ class Scanner:
                 if bounds:
                     yield self._run(bounds)
                     bounds = []
-                pos = self._refill(pos)
+                    pos -= self._rebase()
+                # As much again as is kept (at least half), so a statement larger than a chunk is rescanned
+                # O(log n) times rather than once per chunk.
+                pos = self._refill(pos, (len(self._buf) - pos) // 2)
                 continue
             start, end, meta = found
             if start < 0:  # blanks, comments or a lone ";" up to here: nothing to send
@@ -219,6 +253,8 @@ class Scanner:
                 if end >= len(self._buf) and self._eof:
                     break
                 continue
+            if self._eof and not meta and self._buf[end - 1] != 0x3B:  # ends with the file, without its ";"
+                self._check_complete(f"inside the statement begun at line {self._position(start)[0]}")
             kind = None if meta else _kind(self._buf, start, end)
             if kind is None and not meta:
                 bounds.append((start, end))
@@ -227,6 +263,8 @@ class Scanner:
             if bounds:
                 yield self._run(bounds)
                 bounds = []
+                shift = self._rebase()
+                pos, start, end = pos - shift, start - shift, end - shift
             if meta:
                 yield self._meta(start, end)
                 pos = end
@@ -234,43 +272,89 @@ class Scanner:
             pos = yield from self._special(kind, start, end)
         if bounds:
             yield self._run(bounds)
+        self._check_complete(f"after statement {self.statements}")
+
+    def _fast(self, pos: int) -> tuple[int, int] | object | None:
+        """The next statement's bounds by the fast path; ``_MORE`` when it only needs more of the file; else None.
+
+        A statement the fast path covers but the buffer cuts (a multi-row INSERT of megabytes, say) is
+        scanned once: where the scan stopped is kept, and it resumes there when more is read. Where it
+        stops for a reason more data cannot change, the slow path takes the statement from its start.
+        """
+        long, self._long = self._long, None
+        if long is None:
+            match = _FAST_STATEMENT.match(self._buf, pos)
+            if match is not None:
+                return match.start("sql"), match.end()
+            if self._eof or (prefix := _FAST_PREFIX.match(self._buf, pos)) is None:
+                return None
+            start, stopped = prefix.start("sql"), prefix.end()
+        else:
+            start, resumed = long
+            stopped = _FAST_MORE.match(self._buf, resumed).end()
+            if self._buf.startswith(b";", stopped):
+                return start, stopped + 1
+            if stopped == resumed and len(self._buf) - stopped >= self.chunk_bytes:
+                return None  # a chunk more changed nothing: not the fast path's (or one token of megabytes)
+        if self._eof or len(self._buf) - stopped >= self.chunk_bytes:
+            return None
+        self._long = (start, stopped)
+        return _MORE
 
     def _run(self, bounds: list[tuple[int, int]], kind: str | None = None) -> Run:
         first, last = bounds[0][0], bounds[-1][1]
         line, column = self._position(first)
-        sql = self._buf[first:last]
+        sql = self._take(first, last)
+        if last - first > self.chunk_bytes:  # let the buffer go now: the statement is held once, in the run
+            self._position(last)
+            self._buf = bytearray(memoryview(self._buf)[last:])
+            self._mark, self._shift = 0, last
         shifted = [(start - first, end - first) for start, end in bounds]
+        self.statements += len(bounds)
         return Run(sql, line, column, shifted, kind, standard_strings=self.standard_strings)
+
+    def _rebase(self) -> int:
+        """How far the last run handed out moved the buffer's offsets back (0 unless it let the buffer go)."""
+        shift, self._shift = self._shift, 0
+        if shift and self._long is not None:
+            self._long = (self._long[0] - shift, self._long[1] - shift)
+        return shift
+
+    def _take(self, start: int, end: int) -> bytes:
+        with memoryview(self._buf) as view:
+            return bytes(view[start:end])
 
     def _special(self, kind: str, start: int, end: int) -> Generator[Item, None, int]:
         if kind != "copy_in":
             run = self._run([(start, end)], kind)
             if kind == "strings":  # how psql and the server read every '…' after this statement
-                self.standard_strings = _standard_strings(self._buf[start:end])
+                self.standard_strings = _standard_strings(run.sql)
             yield run
-            return end
+            return end - self._rebase()
         rest = _LINE_REST.match(self._buf, end)
         if rest is None:
             raise SplitError("text after COPY … FROM stdin; on the same line", *self._position(end))
         run = self._run([(start, end)], kind)
         run.data_line = run.line + run.sql.count(b"\n") + 1
         yield run
-        return (yield from self._copy_data(rest.end()))
+        return (yield from self._copy_data(rest.end() - self._rebase(), run.data_line))
 
-    def _copy_data(self, pos: int) -> Generator[Item, None, int]:
+    def _copy_data(self, pos: int, data_line: int) -> Generator[Item, None, int]:
         """COPY data lines up to a ``\\.`` line, psql's end marker, or the end of the file."""
         while True:
             end = copy_end(self._buf, pos)
             stop = len(self._buf) if end is None else end[0]
+            if end is None and self._eof:  # before the last rows go: a row the cut split would fail first
+                self._check_complete(f"inside the COPY data begun at line {data_line}")
             if stop > pos:
-                yield CopyData(self._buf[pos:stop])
+                yield CopyData(self._take(pos, stop))
             if end is not None:
                 yield CopyEnd()
                 return end[1]
             if self._eof:
                 yield CopyEnd()
                 return len(self._buf)
-            pos = self._refill(stop)
+            pos = self._refill(stop, 0)
 
     def _meta(self, start: int, end: int) -> MetaCommand:
         line, column = self._position(start)
@@ -279,49 +363,81 @@ class Scanner:
         name, argument = [*words, ""][:2]
         return MetaCommand(name, argument.strip(), line, column)
 
+    def _check_complete(self, where: str) -> None:
+        """A file that opens as a pg_dump and ends without the line pg_dump writes last was cut short.
+
+        psql loads (and with ``-1`` commits) such a file; dbtool refuses it before committing. Files
+        without pg_dump's header keep psql's rule that the end of the file ends a statement or COPY data.
+        """
+        if self._dump and not self._complete:
+            raise SplitError(
+                f"cut short: this pg_dump file ends {where}, without the line {DUMP_COMPLETE.decode()!r} "
+                "pg_dump writes last",
+                *self._position(len(self._buf)),
+                hint=f"take the dump again; if it was shortened on purpose, delete its {DUMP_HEADER_LINE.decode()!r} "
+                "header",
+            )
+
     def _position(self, offset: int) -> tuple[int, int]:
         """Line and column of ``offset``, counting forward from the last position asked for."""
         self._line, self._column = _advance(self._buf, self._mark, offset, self._line, self._column)
         self._mark = offset
         return self._line, self._column
 
-    def _refill(self, keep: int) -> int:
-        """Drop ``_buf[:keep]``, append at least one more line, and return ``keep``'s new offset."""
+    def _refill(self, keep: int, more: int) -> int:
+        """Drop ``_buf[:keep]``, append ``more`` bytes or more (whole lines), and return ``keep``'s new offset."""
         if self._eof:
             raise AssertionError("refill after end of file")  # pragma: no cover - scanner invariant
         self._position(keep)
-        rest = self._buf[keep:]
-        # At least as much again as is kept, so that a statement larger than a chunk is rescanned
-        # O(log n) times rather than once per chunk.
-        self._buf = rest + self._read(len(rest))
+        del self._buf[:keep]
         self._mark = 0
+        if self._long is not None:
+            self._long = (self._long[0] - keep, self._long[1] - keep)
+        self._read(more)
         return 0
 
-    def _read(self, at_least: int) -> bytes:
-        """Whole lines: what one read gives (a pipe need not fill a chunk), or ``at_least`` bytes."""
-        read = getattr(self.stream, "read1", self.stream.read)
-        parts = [self._pending]
+    def _read(self, at_least: int) -> None:
+        """Append whole lines to the buffer: what one read gives (a pipe need not fill a chunk), or ``at_least`` bytes.
+
+        Reads go straight into the buffer, a chunk at a time, so a large statement is never copied
+        on its way in.
+        """
+        buf = self._buf
+        start = len(buf)
+        buf += self._pending
+        readinto = getattr(self.stream, "readinto1", None) or getattr(self.stream, "readinto", None)
         size = 0
         while True:
-            block = read(max(self.chunk_bytes, at_least - size))
-            if not block:
+            end = len(buf)
+            if readinto is not None:
+                buf.extend(bytes(self.chunk_bytes))
+                with memoryview(buf) as view:
+                    got = readinto(view[end:]) or 0
+                del buf[end + got :]
+            else:  # pragma: no cover - every stream dbtool opens has readinto
+                block = self.stream.read(self.chunk_bytes)
+                buf += block
+                got = len(block)
+            if not got:
                 self._eof = True
                 break
-            parts.append(block)
-            size += len(block)
-            self.bytes_read += len(block)
-            if size >= at_least and b"\n" in block:
+            size += got
+            self.bytes_read += got
+            if size >= at_least and buf.find(b"\n", end) != -1:
                 break
-        data = b"".join(parts)
         if self._first:
             self._first = False
-            data = data.removeprefix(_BOM)
+            if buf.startswith(_BOM):
+                del buf[:3]
+            self._dump = _DUMP_HEADER.match(buf) is not None
         if self._eof:
             self._pending = b""
-            return data
-        cut = data.rfind(b"\n") + 1
-        self._pending = data[cut:]
-        return data[:cut]
+        else:
+            cut = buf.rfind(b"\n") + 1
+            self._pending = bytes(buf[cut:])
+            del buf[cut:]
+        if self._dump and not self._complete:
+            self._complete = _DUMP_FOOTER.search(buf, max(0, start - 1)) is not None
 
 
 def copy_end(data: bytes, pos: int) -> tuple[int, int] | None:
@@ -382,6 +498,11 @@ def _kind(buf: bytes, start: int, end: int) -> str | None:
     return "copy_in" if direction.group("from") else "copy_out"
 
 
+def first_token(sql: bytes, offset: int) -> int:
+    """Where the statement at ``offset`` really begins: past blanks and comments (psql names that line)."""
+    return _first_word(sql, offset, len(sql))
+
+
 def _first_word(buf: bytes, pos: int, end: int) -> int:
     """Offset of the first word after blanks and comments, so ``/* x */ COMMIT`` is still seen."""
     while (lead := _LEADING_NOISE.match(buf, pos, end)) is not None and lead.end() > pos:
@@ -413,7 +534,7 @@ def _scan_statement(buf: bytes, pos: int, final: bool, *, backslashes: bool = Fa
         if match is None:
             if not final:
                 return None
-            return start, length, False
+            return start, _end_of_file(buf, start, length), False
         byte = buf[at]
         if byte == 0x3B:  # ;
             pos = at + 1
@@ -461,7 +582,17 @@ def _scan_statement(buf: bytes, pos: int, final: bool, *, backslashes: bool = Fa
         if pos < 0:
             if not final:
                 return None
-            return start, length, False
+            return start, _end_of_file(buf, start, length), False
+
+
+def _end_of_file(buf: bytes, start: int, length: int) -> int:
+    """Where a statement the file's end cuts off ends: before the file's last blanks, as psql sends it."""
+    if start < 0:
+        return length
+    end = length
+    while end > start and buf[end - 1] in b" \t\n\r\f\v":
+        end -= 1
+    return end
 
 
 def _backslash(buf: bytes, at: int, start: int, final: bool) -> tuple[int, int, bool] | None:

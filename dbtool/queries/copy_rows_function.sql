@@ -1,0 +1,60 @@
+-- purpose: COPY rows sent through the Data API as one INSERT; when it fails, the row (and the column) that fails alone, as COPY names it, returned without failing the transaction (the API ends a transaction at its first error)
+CREATE OR REPLACE FUNCTION pg_temp.dbtool_copy_rows(statement text, rows json, probes json) RETURNS text
+LANGUAGE plpgsql AS $dbtool$
+DECLARE
+    state text;
+    message text;
+    detail text;
+    hint text;
+    probe_state text;
+    found integer;
+    matched integer;
+    number integer := 0;
+    column_number integer;
+    one json;
+    probe text;
+BEGIN
+    BEGIN
+        EXECUTE statement USING rows;
+        RETURN NULL;
+    EXCEPTION WHEN OTHERS THEN
+        GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, message = MESSAGE_TEXT,
+            detail = PG_EXCEPTION_DETAIL, hint = PG_EXCEPTION_HINT;
+    END;
+    BEGIN
+        -- In order, so a row that clashes with an earlier one of the same batch is the one named.
+        FOR one IN SELECT value FROM pg_catalog.json_array_elements(rows) LOOP
+            number := number + 1;
+            BEGIN
+                EXECUTE statement USING pg_catalog.json_build_array(one);
+            EXCEPTION WHEN OTHERS THEN
+                GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, message = MESSAGE_TEXT,
+                    detail = PG_EXCEPTION_DETAIL, hint = PG_EXCEPTION_HINT;
+                found := number;
+                column_number := 0;
+                IF left(state, 2) = '22' THEN
+                    FOR probe IN SELECT value FROM pg_catalog.json_array_elements_text(probes) LOOP
+                        column_number := column_number + 1;
+                        BEGIN
+                            EXECUTE probe USING one;
+                        EXCEPTION WHEN OTHERS THEN
+                            GET STACKED DIAGNOSTICS probe_state = RETURNED_SQLSTATE;
+                            IF probe_state = state THEN
+                                matched := column_number;
+                                EXIT;
+                            END IF;
+                        END;
+                    END LOOP;
+                END IF;
+                EXIT;
+            END;
+        END LOOP;
+        RAISE SQLSTATE 'DBTRB';  -- undo the rows replayed one by one
+    EXCEPTION WHEN SQLSTATE 'DBTRB' THEN
+        NULL;
+    END;
+    RETURN pg_catalog.json_build_object(
+        'row', found, 'column', matched, 'sqlstate', state, 'message', message,
+        'detail', nullif(detail, ''), 'hint', nullif(hint, ''))::text;
+END
+$dbtool$
