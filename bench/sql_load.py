@@ -14,11 +14,14 @@ server), generates every file it loads, and runs three scenarios:
             database, with psql -f, psql -1 -f and dbtool schema-load
   memory    peak memory (maximum RSS) of dbtool loading a file of at least S MB, half INSERT
             statements and half COPY data, next to psql's on the dump scenario
+  statement peak memory and time loading one statement of B MB, dbtool against psql -1 -f: an INSERT of
+            many rows of constants, and one INSERT of a single value that size
 
 Each process's time is wall-clock from start to exit; its peak memory is VmHWM, sampled from /proc.
 
 Usage: .venv/bin/python bench/sql_load.py [--rows 100000] [--dump-rows 1000000] [--memory-mb 500]
-                                          [--repeat 3] [--only inserts,dump,memory]
+                                          [--statement-mb 100] [--repeat 3]
+                                          [--only inserts,dump,memory,statement]
 """
 
 from __future__ import annotations
@@ -257,13 +260,41 @@ def memory(bench: Bench, megabytes: int) -> None:
     path.unlink()
 
 
+def statement(bench: Bench, megabytes: int) -> None:
+    size = megabytes * 1_000_000
+    rows = bench.work / "rows.sql"
+    with rows.open("w") as out:
+        out.write("CREATE TABLE big (n int, s text);\nINSERT INTO big VALUES\n")
+        written = n = 0
+        while written < size:
+            written += out.write(f"{',' if n else ''}\n({n}, 'row {n} padded with some text to look like real data')")
+            n += 1
+        out.write(";\n")
+    value = bench.work / "value.sql"
+    value.write_text("CREATE TABLE big (n int, s text);\nINSERT INTO big VALUES (1, '" + "x" * size + "');\n")
+    print(f"\none statement of {megabytes} MB, peak memory (max RSS) and time, median of {bench.repeat}")
+    print(f"{'statement':<34}{'psql -1 -f MB':>14}{'dbtool MB':>11}{'psql s':>9}{'dbtool s':>10}")
+    for name, path in (("INSERT of many rows of constants", rows), ("INSERT of one value", value)):
+        found: dict[str, list[Measure]] = {"psql": [], "dbtool": []}
+        for _ in range(bench.repeat):
+            bench.fresh_database("bench_statement")
+            found["psql"].append(bench.psql_load("bench_statement", path, "-1"))
+            bench.fresh_database("bench_statement")
+            found["dbtool"].append(child([DBTOOL, "schema-load", "--file", str(path)], bench.env("bench_statement")))
+        psql, ours = (statistics.median(m.max_rss_mb for m in found[k]) for k in ("psql", "dbtool"))
+        psql_s, ours_s = (statistics.median(m.seconds for m in found[k]) for k in ("psql", "dbtool"))
+        print(f"{name:<34}{psql:>14.0f}{ours:>11.0f}{psql_s:>9.2f}{ours_s:>10.2f}")
+        path.unlink()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--dump-rows", type=int, default=1_000_000)
     parser.add_argument("--memory-mb", type=int, default=500)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--only", default="inserts,dump,memory")
+    parser.add_argument("--statement-mb", type=int, default=100)
+    parser.add_argument("--only", default="inserts,dump,memory,statement")
     args = parser.parse_args()
     chosen = set(args.only.split(","))
 
@@ -275,6 +306,8 @@ def main() -> None:
             dump(bench, args.dump_rows)
         if "memory" in chosen:
             memory(bench, args.memory_mb)
+        if "statement" in chosen:
+            statement(bench, args.statement_mb)
 
 
 if __name__ == "__main__":

@@ -34,9 +34,14 @@ def dbtool(*args: str, input: str | None = None) -> Run:
 
 
 def script(
-    name: str, *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 60
+    name: str,
+    *args: str,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 60,
+    stdin: str | None = None,
 ) -> Run:
-    """Run a real bin/ script as a subprocess, with no terminal on stdin."""
+    """Run a real bin/ script as a subprocess, with no terminal on stdin (``stdin``, if given, through a pipe)."""
     result = subprocess.run(
         [str(REPO / "bin" / name), *args],
         capture_output=True,
@@ -44,7 +49,7 @@ def script(
         cwd=cwd,
         timeout=timeout,
         env={**os.environ, **(env or {})},
-        stdin=subprocess.DEVNULL,
+        **({"input": stdin} if stdin is not None else {"stdin": subprocess.DEVNULL}),
     )
     return Run(result.returncode, result.stdout, result.stderr)
 

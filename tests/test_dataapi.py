@@ -13,7 +13,7 @@ import botocore.exceptions
 import pytest
 
 from tests.conftest import CLUSTER_ARN, DBNAME, DataApi
-from tests.helpers import dbtool, error_line
+from tests.helpers import dbtool, error_line, script
 
 
 def rds_data(data_api: DataApi):  # boto3's client, as a hand-written Lambda would use it
@@ -232,12 +232,34 @@ def test_copy_data_of_every_kind_loads_exactly_as_through_libpq(data_api, projec
         assert conn.execute("SELECT s FROM t WHERE id = 1").fetchone() == ("tab\there\\back\nline",)
 
 
-def test_a_statement_too_large_for_one_call_is_named_by_its_line(data_api, project):
+@pytest.mark.parametrize("source", ["file", "pipe"])
+def test_a_statement_too_large_for_one_call_is_refused_before_anything_is_sent(data_api, project, source):
     data_api.db.create()
-    big = write(project / "big.sql", "SELECT 1;\nSELECT '" + "x" * 70_000 + "';\n")
-    line = error_line(dbtool("schema-load", "prod", "--yes", "--file", str(big)))
-    assert line.startswith("error: big.sql:2:1: this statement is 70,010 characters; the Data API takes at most 65,536")
-    assert data_api.server.calls.by_operation.get("ExecuteStatement", 0) <= 2
+    before = "".join(f"CREATE TABLE t{n} (n int);\n" for n in range(37))
+    big = write(project / "big.sql", before + "SELECT '" + "x" * 70_000 + "';\n")
+    data_api.server.reset_counts()
+    if source == "file":
+        run = dbtool("schema-load", "prod", "--yes", "--file", str(big))
+    else:
+        run = script("db-schema-load", "prod", "--yes", "--file", "-", cwd=project, stdin=big.read_text())
+    line = error_line(run)
+    assert line.startswith(
+        f"error: {'big.sql' if source == 'file' else '<stdin>'}:38:1: this statement is 70,010 characters; "
+        "the RDS Data API takes at most 65,536 in one call, and only an INSERT … VALUES of constants can be sent "
+        "in parts (load this file over a network connection"
+    ), line
+    assert data_api.server.calls.by_operation == {}  # not a BeginTransaction, not one of the 37 statements
+
+
+def test_an_insert_of_constants_too_large_for_one_call_travels_in_parts(data_api, project):
+    data_api.db.create()
+    rows = ",\n".join(f"({n}, 'row {n:<56}')" for n in range(3000))
+    insert = write(project / "big.sql", f"CREATE TABLE t (n int PRIMARY KEY, s text);\nINSERT INTO t VALUES\n{rows};\n")
+    assert (project / "big.sql").stat().st_size > 3 * 65_536
+    run = dbtool("schema-load", "prod", "--yes", "--file", str(insert))
+    assert run.code == 0, run.all
+    with data_api.db.admin(DBNAME) as conn:
+        assert conn.execute("SELECT count(*), sum(n), min(s) FROM t").fetchone()[:2] == (3000, sum(range(3000)))
 
 
 def test_a_resuming_cluster_is_waited_for(data_api, project):
@@ -246,6 +268,39 @@ def test_a_resuming_cluster_is_waited_for(data_api, project):
     run = dbtool("schema-load", "prod", "--yes")
     assert run.code == 0, run.all
     assert "the Aurora cluster cruddur-aurora is resuming from a pause; waiting" in run.err
+
+
+@pytest.mark.parametrize(
+    ("code", "status"), [("DatabaseUnavailableException", 504), ("DatabaseNotFoundException", 404)]
+)
+def test_a_cluster_whose_writer_is_not_available_yet_is_waited_for(data_api, project, code, status):
+    data_api.db.create()
+    data_api.server.fail_next(code, "The writer is not available", status=status, count=2)
+    run = dbtool("schema-load", "prod", "--yes")
+    assert run.code == 0, run.all
+    assert "the Aurora cluster cruddur-aurora has no writer available yet; waiting" in run.err
+
+
+def test_a_statement_the_service_cancels_at_45_s_names_its_line(data_api, project):
+    data_api.db.create()
+    slow = write(project / "slow.sql", "CREATE TABLE t (n int);\nSELECT pg_sleep(3);\n")
+    data_api.server.statement_timeout = 1.0  # the service's 45 s, shortened
+    try:
+        line = error_line(dbtool("schema-load", "prod", "--yes", "--file", str(slow)))
+    finally:
+        data_api.server.statement_timeout = 45.0
+    assert line.startswith(
+        "error: slow.sql:2:1: this statement ran longer than the RDS Data API's 45 s limit and was cancelled"
+    ), line
+    assert line.endswith("nothing was changed: the whole file was rolled back)")
+
+
+def test_a_call_longer_than_twenty_seconds_is_not_cut_by_the_client(data_api, project):
+    # botocore's read timeout was 20 s: the statement ran on in the database while dbtool gave up on it.
+    data_api.db.create()
+    slow = write(project / "slow.sql", "CREATE TABLE t (n int);\nSELECT pg_sleep(21);\nINSERT INTO t VALUES (1);\n")
+    run = dbtool("schema-load", "prod", "--yes", "--file", str(slow))
+    assert run.code == 0, run.all
 
 
 def test_bad_data_api_configuration_is_one_line(data_api, project, monkeypatch):

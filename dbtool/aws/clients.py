@@ -65,7 +65,13 @@ def session(config: Settings) -> Any:
 
 
 def client(
-    config: Settings, service: str, *, region: str | None = None, aws_session: Any = None, attempts: int | None = None
+    config: Settings,
+    service: str,
+    *,
+    region: str | None = None,
+    aws_session: Any = None,
+    attempts: int | None = None,
+    read_timeout: float = 20,
 ) -> Any:
     """A client for ``service``; an ``AWS_ENDPOINT_URL`` in ``.env`` is honoured like one in the environment."""
     from botocore.config import Config as BotoConfig
@@ -76,7 +82,7 @@ def client(
         # Fail in seconds, not after botocore's default 60 s x 5 attempts, when AWS is unreachable.
         "config": BotoConfig(
             connect_timeout=5,
-            read_timeout=20,
+            read_timeout=read_timeout,
             retries={"total_max_attempts": attempts} if attempts else {"max_attempts": 3, "mode": "standard"},
         ),
     }

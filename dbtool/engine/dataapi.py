@@ -62,6 +62,23 @@ _SESSION_SETTING = re.compile(
     r"|select\s+(?:pg_catalog\s*\.\s*)?set_config\s*\(.*,\s*false\s*\)\s*;?\s*$)"
 )
 RESUME_TIMEOUT = 120.0  # a paused cluster wakes in 10-30 s
+# A call may run up to the service's 45 s; a client that gives up sooner would leave it running, and a
+# retry would run it twice (AWS: "an SDK timeout under 45 s can duplicate work").
+STATEMENT_SECONDS = 45
+READ_TIMEOUT = STATEMENT_SECONDS + 25.0
+QUERY_CANCELED = "57014"
+TIMED_OUT = f"this statement ran longer than the RDS Data API's {STATEMENT_SECONDS} s limit and was cancelled"
+TIMED_OUT_HINT = (
+    "make it faster, or run it over a network connection (PROD_CONNECTION_URL), where no such limit applies"
+)
+# Waited for where nothing can have run: a paused Serverless v2 cluster; a cluster with no writer yet (404),
+# outside a transaction (inside one, the transaction is gone with it); a writer not available (a 504, which
+# may come after a write ran, so only before a transaction begins: never a statement sent twice).
+WAITING = {
+    "DatabaseResumingException": "is resuming from a pause",
+    "DatabaseUnavailableException": "has no writer available yet",
+    "DatabaseNotFoundException": "has no writer available yet",
+}
 RESUME_POLL = (1.0, 2.0, 4.0, 8.0)
 # A psycopg-style placeholder in our own queries: %(name)s, %s, or a literal %%.
 _PERCENT = re.compile(r"%\((\w+)\)s|%s|%%")
@@ -75,6 +92,7 @@ class DataApiSession:
 
     transport = "data-api"
     session_locks = False  # each call may land on another pooled backend
+    statement_limit = MAX_SQL_CHARS
 
     def __init__(self, client: Any, address: DataApiAddress, dbname: str, report: Callable[[str], None]) -> None:
         self.client, self.address, self.dbname, self.report = client, address, dbname, report
@@ -135,6 +153,21 @@ class DataApiSession:
             self.rollback()
         else:
             self._file_statement(sql, sql, 0, kind)
+
+    def refuses(self, sql: bytes, *, standard_strings: bool = True) -> tuple[str, str] | None:
+        """Only an INSERT … VALUES of constants splits (each row within one call); anything else over the limit is
+        refused before the file's first statement is sent."""
+        insert = inserts.parse(sql) if standard_strings else None
+        if insert is not None and all(
+            len(insert.row(sql, index)) < HELPER_ROWS_CHARS for index in range(len(insert.rows))
+        ):
+            return None
+        size = len(sql.decode("utf-8", "replace"))
+        return (
+            f"this statement is {size:,} characters; the RDS Data API takes at most {MAX_SQL_CHARS:,} in one call, "
+            "and only an INSERT … VALUES of constants can be sent in parts",
+            NETWORK_HINT,
+        )
 
     def copy_in(self, statement: bytes, data: Iterator[bytes]) -> None:
         from dbtool.engine.copyrows import copy_as_inserts
@@ -307,9 +340,9 @@ class DataApiSession:
             request["transactionId"] = self._transaction
         try:
             return self._call("execute_statement", **request)
-        except SqlError:
-            if self._transaction is not None:
-                self._failed = True  # AWS has ended the transaction
+        except SqlError as error:
+            if self._transaction is not None and error.sqlstate != QUERY_CANCELED:
+                self._failed = True  # AWS has ended the transaction (after a timeout, it is rolled back to be sure)
             raise
 
     def _call(self, operation: str, **request: Any) -> dict[str, Any]:
@@ -331,9 +364,16 @@ class DataApiSession:
                 message = error.response.get("Error", {}).get("Message", "")
                 if code == "DatabaseErrorException":
                     raise self._database_error(message) from None
-                if code == "DatabaseResumingException" and time.monotonic() < deadline:
+                if code == "StatementTimeoutException":
+                    raise SqlError(TIMED_OUT, sqlstate=QUERY_CANCELED, hint=TIMED_OUT_HINT) from None
+                waiting = code in WAITING and (
+                    code == "DatabaseResumingException"
+                    or (code == "DatabaseNotFoundException" and "transactionId" not in request)
+                    or operation == "begin_transaction"
+                )
+                if waiting and time.monotonic() < deadline:
                     if not told:
-                        self.report(f"the Aurora cluster {self.address.cluster} is resuming from a pause; waiting")
+                        self.report(f"the Aurora cluster {self.address.cluster} {WAITING[code]}; waiting")
                         told = True
                     time.sleep(next(waits, RESUME_POLL[-1]))
                     continue
@@ -363,7 +403,6 @@ class DataApiSession:
             "SecretsErrorException": f"the Data API could not use secret {self.address.secret_arn}: {message}",
             "TransactionNotFoundException": f"the Data API transaction ended early: {message} "
             "(nothing of it was committed)",
-            "StatementTimeoutException": "a statement ran longer than the Data API's 45 s and was cancelled",
             "UnsupportedResultException": f"the Data API cannot return this result: {message}",
             "BadRequestException": f"the Data API refused the request: {message}",
             "ValidationException": f"the Data API refused the request: {message}",
@@ -384,7 +423,7 @@ def open_data_api(target: Target, *, dbname: str | None = None) -> DataApiSessio
 
     assert target.data_api is not None
     # No botocore retries: a 5xx after a write may mean it ran, and replaying it would run it twice.
-    rds_data = client(Config(target.root), "rds-data", attempts=1)
+    rds_data = client(Config(target.root), "rds-data", attempts=1, read_timeout=READ_TIMEOUT)
     return DataApiSession(rds_data, target.data_api, dbname or target.dbname, target.report or _silent)
 
 

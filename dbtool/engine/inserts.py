@@ -19,6 +19,7 @@ caller sends statements as written.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -162,6 +163,57 @@ def groups(insert: ValuesInsert, sql: bytes, limit: int) -> list[tuple[int, int]
         total += row + (2 if index > first else 0)
     found.append((first, len(insert.rows)))
     return found
+
+
+@dataclass(frozen=True)
+class Parts:
+    """A long multi-row INSERT of constants as parts: its head, and each part's rows as a byte range."""
+
+    start: int  # the statement's start
+    head: bytes  # up to and including VALUES, and a blank
+    table: str  # as written
+    ranges: Iterator[tuple[int, int]]
+
+
+def parts(sql: bytes, size: int) -> Parts | None:
+    """The rows of a long ``INSERT … VALUES`` of constants in ranges of about ``size`` bytes, or None.
+
+    For statements of megabytes: checked whole by one regular expression (every row constant and as wide
+    as the first) and cut by another, without a Python step per row.
+    """
+    head = _HEAD.match(sql)
+    if head is None:
+        return None
+    width = _row(sql, head.end(), len(sql))[1]
+    if width == 0:
+        return None
+    row = _wide_row(width)
+    if re.compile(row + rb"(?:" + _SEPARATOR.pattern + row + rb")*+" + _END.pattern).fullmatch(sql, head.end()) is None:
+        return None
+    rows = re.compile(row + rb"(?:" + _SEPARATOR.pattern + row + rb")*+", re.DOTALL)
+
+    def ranges() -> Iterator[tuple[int, int]]:
+        pos = head.end()
+        while (found := rows.match(sql, pos, pos + size) or rows.match(sql, pos)) is not None:
+            yield pos, found.end()
+            separator = _SEPARATOR.match(sql, found.end())
+            if separator is None:
+                return
+            pos = separator.end()
+
+    text = sql[head.start("head") : head.end("head")] + b" "
+    return Parts(head.start("head"), text, head.group("table").decode("utf-8", "replace"), ranges())
+
+
+def ends_at(sql: bytes, pos: int) -> bool:
+    """Whether nothing but the statement's ``;`` and blanks follows ``pos``."""
+    return _END.fullmatch(sql, pos) is not None
+
+
+def _wide_row(width: int) -> bytes:
+    """A row of exactly ``width`` constants."""
+    constant = _CONSTANT.pattern
+    return rb"\(" + constant + (rb"," + constant) * (width - 1) + rb"\)"
 
 
 def _characters(sql: bytes, start: int, end: int) -> int:

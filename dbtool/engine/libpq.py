@@ -11,6 +11,7 @@ of each batch's own query, costing no round trip.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -30,6 +31,8 @@ SAVEPOINT = b"SAVEPOINT dbtool_batch"
 MOVE_SAVEPOINT = b"RELEASE SAVEPOINT dbtool_batch; SAVEPOINT dbtool_batch"
 ROLLBACK_TO_SAVEPOINT = b"ROLLBACK TO SAVEPOINT dbtool_batch"
 INLINE_SAVEPOINT_BYTES = 1 << 20
+SPLIT_BYTES = 8 << 20  # an INSERT larger than this goes in parts of PART_BYTES, when that is the same thing
+PART_BYTES = 1 << 20
 _COPY_CONTEXT = re.compile(r"COPY [^,]*, line (\d+)")
 
 
@@ -38,6 +41,7 @@ class LibpqSession:
 
     transport = "libpq"
     session_locks = True
+    statement_limit = None
 
     def __init__(self, conn: psycopg.Connection, dbname: str) -> None:
         self.conn, self.cursor, self.dbname = conn, conn.cursor(), dbname
@@ -71,6 +75,9 @@ class LibpqSession:
         if not self._savepoint:
             self._run(SAVEPOINT)
             self._savepoint = True
+        if len(sql) > SPLIT_BYTES and len(bounds) == 1 and run.standard_strings and self._in_parts(run):
+            self._run(MOVE_SAVEPOINT)
+            return
         # The savepoint moves in the batch's own query when it fits behind it: not behind a statement the
         # file's end left open (the server would read our SQL as its rest, and say so in its error), nor
         # behind megabytes (the query would be a second copy of them).
@@ -95,6 +102,39 @@ class LibpqSession:
                 raise
         raise first
 
+    def _in_parts(self, run: Run) -> bool:
+        """Send a multi-row INSERT of megabytes as INSERTs of about a megabyte each, when that is the same thing.
+
+        libpq holds a query twice while sending it (its send buffer and its copy of the text), so a 100 MB
+        INSERT sent whole costs 300 MB with the file's own copy; in parts it costs the file's copy.
+        Whether the parts mean what the whole means is :mod:`dbtool.engine.inserts`' question (constant
+        rows) and the table's (no trigger that sees statements, no rule, no volatile default).
+        """
+        import psycopg
+
+        from dbtool import queries
+        from dbtool.engine import inserts
+
+        sql = run.sql
+        cut = inserts.parts(sql, PART_BYTES)
+        if cut is None:
+            return False
+        if any(self.execute(queries.get(inserts.TABLE_CHECK), {"table": cut.table}).rows[0][:3]):
+            return False
+        first = next(cut.ranges, None)
+        if first is None or inserts.ends_at(sql, first[1]):
+            return False  # one row of megabytes: nothing to cut
+        for start, end in itertools.chain([first], cut.ranges):
+            part = cut.head + sql[start:end]
+            try:
+                self.cursor.execute(part)
+            except psycopg.Error as error:
+                failed = sql_error(error, part, fallback=0)
+                offset = failed.offset or 0
+                failed.offset = cut.start if offset < len(cut.head) else start + offset - len(cut.head)
+                raise failed from None
+        return True
+
     def execute_statement(self, sql: bytes, kind: str | None = None) -> None:
         import psycopg
 
@@ -102,6 +142,9 @@ class LibpqSession:
             self.cursor.execute(sql)
         except psycopg.Error as error:
             raise sql_error(error, sql, fallback=0) from None
+
+    def refuses(self, sql: bytes, *, standard_strings: bool = True) -> tuple[str, str] | None:
+        return None  # libpq takes a statement of any size
 
     def copy_in(self, statement: bytes, data: Iterator[bytes]) -> None:
         import psycopg

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, BinaryIO
 
 from dbtool.engine.readahead import read_ahead
 from dbtool.engine.session import Session, SqlError, open_session
-from dbtool.engine.split import CopyEnd, MetaCommand, Run, Scanner, SplitError, first_token
+from dbtool.engine.split import CopyEnd, MetaCommand, Run, Scanner, SplitError, first_token, look_ahead
 from dbtool.errors import SqlFileError, join_hints
 
 if TYPE_CHECKING:
@@ -161,6 +161,8 @@ class _Loader:
 
     def load(self, scanner: Scanner) -> None:
         try:
+            if self.session.statement_limit is not None:
+                self._check_sizes(scanner)
             self._load(scanner)
         except SplitError as error:
             raise self._file_error(error.line, error.column, error.message, error.hint) from None
@@ -188,6 +190,21 @@ class _Loader:
                     self.on_progress(scanner.bytes_read, self.statements)
                 self._check_transaction(item)
         self._finish()
+
+    def _check_sizes(self, scanner: Scanner) -> None:
+        """Read the file once before sending any of it, for a statement the transport cannot take (too long)."""
+        limit = self.session.statement_limit
+        assert limit is not None
+        for item in look_ahead(scanner):
+            if not isinstance(item, Run):
+                continue
+            for start, end in item.bounds:
+                if end - start <= limit:
+                    continue
+                sql = item.sql[start:end]
+                refused = self.session.refuses(sql, standard_strings=item.standard_strings)
+                if refused is not None and len(sql.decode("utf-8", "replace")) > limit:
+                    raise self._file_error(*item.locate(first_token(item.sql, start)), *refused)
 
     def _ordinary(self, run: Run) -> None:
         if not self.transaction:

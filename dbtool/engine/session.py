@@ -79,6 +79,7 @@ class Session(Protocol):
     dbname: str
     transport: str  # "libpq" or "data-api", for messages
     session_locks: bool  # whether a session-level advisory lock lasts (not over the Data API's pooled calls)
+    statement_limit: int | None  # characters one statement may have (the Data API's 65,536), or None
 
     @property
     def server_version(self) -> int: ...  # PostgreSQL's server_version_num, e.g. 150008
@@ -101,6 +102,13 @@ class Session(Protocol):
 
     def execute_statement(self, sql: bytes, kind: str | None = None) -> None:
         """One statement of a file, as written; ``kind`` is the splitter's (``begin``, ``commit`` …)."""
+        ...
+
+    def refuses(self, sql: bytes, *, standard_strings: bool = True) -> tuple[str, str] | None:
+        """Why a statement over :attr:`statement_limit` cannot be sent, and a hint; None when it can (split).
+
+        Asked of every such statement of a file before any of it is sent.
+        """
         ...
 
     def copy_in(self, statement: bytes, data: Iterator[bytes]) -> None:

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import io
 import re
+import shutil
+import tempfile
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -226,9 +228,14 @@ class Scanner:
                 pos = self._refill(pos, self.chunk_bytes)
                 continue
             if fast is not None:
+                if bounds and fast[1] - fast[0] > self.chunk_bytes:  # a statement of megabytes travels alone
+                    yield self._run(bounds)
+                    bounds = []
+                    shift = self._rebase()
+                    pos, fast = pos - shift, (fast[0] - shift, fast[1] - shift)
                 bounds.append(fast)
                 pos = fast[1]
-                if len(bounds) < RUN_STATEMENTS:
+                if len(bounds) < RUN_STATEMENTS and fast[1] - fast[0] <= self.chunk_bytes:
                     continue
                 yield self._run(bounds)
                 bounds = []
@@ -256,9 +263,18 @@ class Scanner:
             if self._eof and not meta and self._buf[end - 1] != 0x3B:  # ends with the file, without its ";"
                 self._check_complete(f"inside the statement begun at line {self._position(start)[0]}")
             kind = None if meta else _kind(self._buf, start, end)
-            if kind is None and not meta:
+            if kind is None and not meta and end - start <= self.chunk_bytes:
                 bounds.append((start, end))
                 pos = end
+                continue
+            if kind is None and not meta:  # a statement of megabytes travels alone
+                if bounds:
+                    yield self._run(bounds)
+                    shift = self._rebase()
+                    pos, start, end = pos - shift, start - shift, end - shift
+                bounds = []
+                yield self._run([(start, end)])
+                pos = end - self._rebase()
                 continue
             if bounds:
                 yield self._run(bounds)
@@ -671,6 +687,32 @@ def _continues_word(buf: bytes, at: int) -> bool:
             continue
         return True  # a letter or "_": a word runs from here through ``at``
     return False
+
+
+def look_ahead(scanner: Scanner) -> Iterator[Item]:
+    """What ``scanner`` will hand out, read now by a second scanner over its stream, which is put back after.
+
+    ``scanner`` must not have read yet. A stream that cannot seek (a pipe) is first copied to a
+    temporary file, which ``scanner`` then reads instead.
+    """
+    stream = scanner.stream
+    if not _seekable(stream):
+        spool = tempfile.TemporaryFile()  # noqa: SIM115 - the scanner reads it next; closed with it
+        shutil.copyfileobj(stream, spool)
+        spool.seek(0)
+        scanner.stream = stream = spool
+    start = stream.tell()
+    try:
+        yield from Scanner(stream, scanner.chunk_bytes)
+    finally:
+        stream.seek(start)
+
+
+def _seekable(stream: BinaryIO) -> bool:
+    try:
+        return stream.seekable()
+    except (AttributeError, ValueError):
+        return False
 
 
 def statements(data: bytes | BinaryIO) -> Iterator[Statement | MetaCommand]:
