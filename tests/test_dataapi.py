@@ -617,3 +617,65 @@ def test_the_error_string_is_read_back_into_postgresql_fields():
         None,
         None,
     )
+
+
+def test_a_copy_into_a_table_with_a_statement_trigger_is_refused_past_one_call(data_api, project):
+    data_api.db.create()
+    rows = "".join(f"{n}\t{'x' * 200}\n" for n in range(10_000))  # 2 MB: more than one call carries
+    dump = write(
+        project / "dump.sql",
+        "CREATE TABLE reading (id int, note text);\nCREATE TABLE batches (n bigint);\n"
+        "CREATE FUNCTION count_batch() RETURNS trigger LANGUAGE plpgsql AS $$\n"
+        "BEGIN INSERT INTO batches SELECT count(*) FROM fresh; RETURN NULL; END $$;\n"
+        "CREATE TRIGGER reading_batch AFTER INSERT ON reading REFERENCING NEW TABLE AS fresh\n"
+        "    FOR EACH STATEMENT EXECUTE FUNCTION count_batch();\n"
+        "COPY reading (id, note) FROM stdin;\n" + rows + "\\.\n",
+    )
+    line = error_line(dbtool("schema-load", "prod", "--yes", "--file", str(dump)))
+    assert line.startswith(
+        "error: dump.sql:7:1: this COPY's rows take more than one RDS Data API call, and trigger reading_batch on "
+        "reading would fire once per call where COPY fires it once (load this file over a network connection"
+    ), line
+    with data_api.db.admin(DBNAME) as conn:
+        assert conn.execute("SELECT to_regclass('reading')").fetchone() == (None,)
+
+
+@pytest.fixture
+def without_temp(data_api, aws, monkeypatch):
+    """The Data API logging in as a user who may not create temporary objects (no TEMP on the database)."""
+    import json
+
+    data_api.db.create()
+    with data_api.db.admin() as conn:
+        conn.execute("DROP ROLE IF EXISTS loader")
+        conn.execute("CREATE ROLE loader LOGIN PASSWORD 'loader-pw'")
+        conn.execute(f"GRANT CONNECT, CREATE ON DATABASE {DBNAME} TO loader")
+        conn.execute(f"REVOKE TEMPORARY ON DATABASE {DBNAME} FROM PUBLIC")
+    with data_api.db.admin(DBNAME) as conn:
+        conn.execute("GRANT ALL ON SCHEMA public TO loader")
+    secret = {"engine": "postgres", "username": "loader", "password": "loader-pw", "dbname": DBNAME}
+    aws.client("secretsmanager").create_secret(Name="cruddur/loader", SecretString=json.dumps(secret))
+    monkeypatch.setenv("PROD_DB_SECRET_ID", "cruddur/loader")
+    yield data_api
+    data_api.server.forget_connections()
+    data_api.db.reset()
+    with data_api.db.admin() as conn:
+        conn.execute("DROP ROLE loader")
+
+
+def test_without_temp_rows_still_load_and_errors_name_the_lines_sent_together(without_temp, project):
+    rows = "".join(f"INSERT INTO a VALUES ({n}, 'row {n}');\n" for n in range(1, 301))
+    good = write(project / "good.sql", "CREATE TABLE a (n int PRIMARY KEY, s text);\n" + rows)
+    run = dbtool("schema-load", "prod", "--yes", "--file", str(good))
+    assert run.code == 0, run.all
+    with without_temp.db.admin(DBNAME) as conn:
+        assert conn.execute("SELECT count(*) FROM a").fetchone() == (300,)
+        conn.execute("DROP TABLE a")
+    dup = write(project / "dup.sql", "CREATE TABLE a (n int PRIMARY KEY);\n" + "INSERT INTO a VALUES (1);\n" * 3)
+    line = error_line(dbtool("schema-load", "prod", "--yes", "--file", str(dup)))
+    assert line.startswith('error: dup.sql:2:1: duplicate key value violates unique constraint "a_pkey"'), line
+    assert "in one of the 3 rows on lines 2 to 4, sent together" in line
+    copy = write(project / "copy.sql", "CREATE TABLE c (n int);\nCOPY c (n) FROM stdin;\n1\n2x\n3\n\\.\n")
+    line = error_line(dbtool("schema-load", "prod", "--yes", "--file", str(copy)))
+    assert line.startswith('error: copy.sql:2:1: invalid input syntax for type integer: "2x"'), line
+    assert "in one of lines 1 to 3 of its data, sent together" in line

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from dbtool import queries
-from dbtool.engine.dataapi import NETWORK_HINT
+from dbtool.engine.dataapi import NETWORK_HINT, failed_row
 from dbtool.engine.session import SqlError
 from dbtool.errors import join_hints
 
@@ -62,7 +62,6 @@ INSERT = (
     "INSERT INTO {table} ({columns}) OVERRIDING SYSTEM VALUE SELECT {casts} "
     "FROM pg_catalog.json_array_elements({rows}) WITH ORDINALITY AS r(v, n) ORDER BY r.n"
 )
-CALL = "SELECT pg_temp.dbtool_copy_rows(:statement, :rows, :probes)"
 # What finds the column of a value the server refused: its type's input with the column's length and
 # domain, as COPY reads it (json_populate_record keeps a json value as text, so those are cast).
 PROBE = "SELECT pg_catalog.json_populate_record(NULL::{table}, pg_catalog.json_build_object({name}, $1->>{index}))"
@@ -225,31 +224,24 @@ def _unescape(match: re.Match[bytes]) -> bytes:
 
 
 def _send(target: _Target, batch: list[str], first: int, last: int) -> None:
-    rows = _json_parameter("rows", "[" + ",".join(batch) + "]")
+    rows = "[" + ",".join(batch) + "]"
     session = target.session
-    if not session.helper("copy_rows"):
+    if not session.rows_function():
         try:
-            session.statement(target.direct, [rows])
+            session.statement(target.direct, [_json_parameter("rows", rows)])
         except SqlError as error:  # the lines are all there is to say: the transaction is gone
             error.position = None
             error.detail = join_hints(error.detail, f"in one of lines {first} to {last} of its data, sent together")
             raise
         return
-    parameters = [
-        {"name": "statement", "value": {"stringValue": target.through}},
-        rows,
-        _json_parameter("probes", target.probes),
-    ]
-    response = session.statement(CALL, parameters)
-    field = (response.get("records") or [[{"isNull": True}]])[0][0]
-    if field.get("isNull"):
-        return
-    raise _located(target, json.loads(field["stringValue"]), batch, first, last)
+    failed = session.send_rows(target.through, rows, rows_are_sql=False, probes=target.probes)
+    if failed is not None:
+        raise _located(target, failed, batch, first, last)
 
 
 def _located(target: _Target, failed: dict[str, Any], batch: list[str], first: int, last: int) -> SqlError:
     """The row the function found, as COPY's own error names it."""
-    error = SqlError(failed["message"], sqlstate=failed["sqlstate"], detail=failed["detail"], hint=failed["hint"])
+    error = failed_row(failed)
     if failed["row"] is None:  # the rows fail together and each passes alone
         error.detail = join_hints(error.detail, f"in lines {first} to {last} of its data, sent together")
         return error

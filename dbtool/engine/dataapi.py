@@ -39,14 +39,11 @@ if TYPE_CHECKING:
 
 MAX_SQL_CHARS = 65_536
 NETWORK_HINT = "load this file over a network connection (PROD_CONNECTION_URL)"
-DROP_HELPER = {
-    "copy_rows": "DROP FUNCTION pg_temp.dbtool_copy_rows(text, json, json)",
-    "insert_rows": "DROP FUNCTION pg_temp.dbtool_insert_rows(text, json)",
-}
-INSERT_ROWS = "SELECT pg_temp.dbtool_insert_rows(:head, :rows)"
-# Rows sent through the helper function travel as a JSON parameter: about a megabyte of them per call,
+ROWS_FUNCTION = "SELECT pg_temp.dbtool_rows(:statement, :rows, :rows_are_sql, :probes)"
+DROP_ROWS_FUNCTION = "DROP FUNCTION pg_temp.dbtool_rows(text, json, boolean, json)"
+# Rows sent through the rows function travel as a JSON parameter: about a megabyte of them per call,
 # as COPY's rows do (a request carries 4 MiB; JSON escapes each quote twice on the way).
-HELPER_ROWS_CHARS = 1 << 20
+FUNCTION_ROWS_CHARS = 1 << 20
 INVALID_CATALOG_NAME = "3D000"  # a login to a database that does not exist
 LOGIN_REFUSED = ("28P01", "28000")  # invalid_password, invalid_authorization_specification
 CREATE_HINT = "create it with ./bin/db-create prod"
@@ -100,8 +97,8 @@ class DataApiSession:
         self._failed = False
         self._version: int | None = None
         self._tables: dict[str, tuple[str | None, ...]] = {}  # table -> its trigger, rule, volatile default
-        self._helpers_possible: bool | None = None  # whether this transaction may create its helper functions
-        self._helpers: set[str] = set()  # the helper functions made in this transaction
+        self._function_possible: bool | None = None  # whether this transaction may make its rows function
+        self._function: bool | None = None  # whether it was made in this transaction
         self._pending: inserts.RowGroup | None = None  # INSERT rows held back to travel together
 
     # -- the session interface ----------------------------------------------------------------------
@@ -159,7 +156,7 @@ class DataApiSession:
         refused before the file's first statement is sent."""
         insert = inserts.parse(sql) if standard_strings else None
         if insert is not None and all(
-            len(insert.row(sql, index)) < HELPER_ROWS_CHARS for index in range(len(insert.rows))
+            len(insert.row(sql, index)) < FUNCTION_ROWS_CHARS for index in range(len(insert.rows))
         ):
             return None
         size = len(sql.decode("utf-8", "replace"))
@@ -185,20 +182,20 @@ class DataApiSession:
         self._flush()
         response = self._call("begin_transaction", database=self.dbname)
         self._transaction, self._failed = response["transactionId"], False
-        self._helpers_possible, self._helpers = None, set()
+        self._function = None
 
     def commit(self) -> None:
         self._flush()
-        for name in sorted(self._helpers):  # a temporary object must not outlive the load in a pooled connection
-            self._statement(DROP_HELPER[name], [], metadata=False)
-        self._helpers_possible, self._helpers = None, set()
+        if self._function:  # a temporary object must not outlive the load in a pooled connection
+            self._statement(DROP_ROWS_FUNCTION, [], metadata=False)
+        self._function = None
         transaction, self._transaction = self._transaction, None
         if transaction is not None:
             self._call("commit_transaction", transactionId=transaction)
 
     def rollback(self) -> None:
         self._pending = None
-        self._helpers_possible, self._helpers = None, set()
+        self._function = None
         transaction, self._transaction = self._transaction, None
         if transaction is not None and not self._failed:
             self._call("rollback_transaction", transactionId=transaction)
@@ -262,16 +259,16 @@ class DataApiSession:
             self._flush()
             trigger, rule, default, possible = self.execute(queries.get(inserts.TABLE_CHECK), {"table": table}).rows[0]
             self._tables[table] = (trigger, rule, default)
-            if self._helpers_possible is None:  # asked here to save a call
-                self._helpers_possible = bool(possible)
+            if self._function_possible is None:  # asked here to save a call
+                self._function_possible = bool(possible)
         return self._tables[table]
 
     def _batching_reason(self, table: str) -> str | None:
         """What stops the table's INSERT rows combining or splitting, if anything."""
         return next((fact for fact in self.insert_facts(table) if fact), None)
 
-    def helper(self, name: str) -> bool:
-        """Whether the temporary function ``name`` (``copy_rows``, ``insert_rows``) is there in this transaction.
+    def rows_function(self) -> bool:
+        """Whether ``pg_temp.dbtool_rows`` (queries/rows_function.sql) is there in this transaction.
 
         Made on first use, where the user may (TEMP, PL/pgSQL), and dropped before the transaction
         commits; a failed transaction takes it with it.
@@ -280,12 +277,25 @@ class DataApiSession:
 
         if self._transaction is None:
             return False
-        if self._helpers_possible is None:
-            self._helpers_possible = bool(self.execute(queries.get("helper_functions_possible")).scalar())
-        if self._helpers_possible and name not in self._helpers:
-            self._statement(queries.get(f"{name}_function"), [], metadata=False)
-            self._helpers.add(name)
-        return self._helpers_possible
+        if self._function_possible is None:
+            self._function_possible = bool(self.execute(queries.get("rows_function_possible")).scalar())
+        if self._function_possible and not self._function:
+            self._statement(queries.get("rows_function"), [], metadata=False)
+            self._function = True
+        return self._function_possible
+
+    def send_rows(self, statement: str, rows: str, *, rows_are_sql: bool, probes: str = "[]") -> dict[str, Any] | None:
+        """Rows through the rows function (``rows`` a JSON array); None, or the failing row it found."""
+        parameters = [
+            {"name": "statement", "value": {"stringValue": statement}},
+            {"name": "rows", "value": {"stringValue": rows}, "typeHint": "JSON"},
+            {"name": "rows_are_sql", "value": {"booleanValue": rows_are_sql}},
+            {"name": "probes", "value": {"stringValue": probes}, "typeHint": "JSON"},
+        ]
+        field = (self._statement(ROWS_FUNCTION, parameters, metadata=False).get("records") or [[{"isNull": True}]])[0][
+            0
+        ]
+        return None if field.get("isNull") else json.loads(field["stringValue"])
 
     def _hold(self, run: Run, insert: inserts.ValuesInsert) -> None:
         for index, (start, _) in enumerate(insert.rows):
@@ -295,18 +305,18 @@ class DataApiSession:
                 self._flush()
                 pending = None
             if pending is None:
-                # Through the helper, a group's SQL is a parameter: not held to a statement's 65,536 characters.
-                limit = HELPER_ROWS_CHARS if self.helper("insert_rows") else MAX_SQL_CHARS
+                # Through the rows function, a group's SQL is a parameter: not held to a statement's 65,536 characters.
+                limit = FUNCTION_ROWS_CHARS if self.rows_function() else MAX_SQL_CHARS
                 pending = self._pending = inserts.RowGroup(insert.key, insert.head, limit)
             pending.add(run, start, text, insert.start if index == 0 else start)
 
     def _flush(self) -> None:
-        """Send the held rows as one INSERT: as SQL when it is one row or fits, else through the helper function."""
+        """Send the held rows as one INSERT: as SQL when it is one row or fits, else through the rows function."""
         pending, self._pending = self._pending, None
         if pending is None:
             return
         sql = pending.sql()
-        if (len(pending.rows) == 1 and len(sql) <= MAX_SQL_CHARS) or not self.helper("insert_rows"):
+        if (len(pending.rows) == 1 and len(sql) <= MAX_SQL_CHARS) or not self.rows_function():
             try:
                 self._statement(sql, [], metadata=False)
             except SqlError as error:
@@ -314,14 +324,9 @@ class DataApiSession:
                 raise
             return
         rows = json.dumps([text for _, _, text, _ in pending.rows], ensure_ascii=False)
-        head = {"name": "head", "value": {"stringValue": pending.head}}
-        rows_parameter = {"name": "rows", "value": {"stringValue": rows}, "typeHint": "JSON"}
-        response = self._statement(INSERT_ROWS, [head, rows_parameter], metadata=False)
-        field = (response.get("records") or [[{"isNull": True}]])[0][0]
-        if not field.get("isNull"):
-            failed = json.loads(field["stringValue"])
-            error = SqlError(failed["message"], sqlstate=failed["sqlstate"], detail=failed["detail"])
-            error.hint = failed["hint"]
+        failed = self.send_rows(pending.head, rows, rows_are_sql=True)
+        if failed is not None:
+            error = failed_row(failed)
             pending.locate(error, failed["row"])
             raise error
 
@@ -429,6 +434,11 @@ def open_data_api(target: Target, *, dbname: str | None = None) -> DataApiSessio
 
 def _silent(message: str) -> None:
     """Where a target with nobody to tell reports that it waits."""
+
+
+def failed_row(failed: dict[str, Any]) -> SqlError:
+    """The error the rows function returned for the row that failed alone."""
+    return SqlError(failed["message"], sqlstate=failed["sqlstate"], detail=failed["detail"], hint=failed["hint"])
 
 
 def parse_database_error(message: str) -> SqlError:

@@ -11,7 +11,6 @@ of each batch's own query, costing no round trip.
 
 from __future__ import annotations
 
-import itertools
 import re
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -121,10 +120,7 @@ class LibpqSession:
             return False
         if any(self.execute(queries.get(inserts.TABLE_CHECK), {"table": cut.table}).rows[0][:3]):
             return False
-        first = next(cut.ranges, None)
-        if first is None or inserts.ends_at(sql, first[1]):
-            return False  # one row of megabytes: nothing to cut
-        for start, end in itertools.chain([first], cut.ranges):
+        for start, end in cut.ranges:
             part = cut.head + sql[start:end]
             try:
                 self.cursor.execute(part)
