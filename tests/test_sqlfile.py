@@ -12,7 +12,6 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.conftest import Server, Through  # noqa: F401 - through is a fixture
 from tests.helpers import REPO, dbtool, error_line, in_terminal, script
 
 SOURCE_SCHEMA = r"""
