@@ -138,3 +138,26 @@ def test_password_never_in_any_output_of_a_whole_session(prod):
     assert [run.code for run in runs] == [0, 0, 0, 0, 0]
     for run in runs:
         assert_no_secret(run, PROD_PASSWORD)
+
+
+def test_a_short_password_is_hidden_where_it_stands_not_wherever_its_letters_are(monkeypatch):
+    # A one-letter password once turned the message into "u@127.0.0.1:1/a********db (database ****ostgres)".
+    port = free_port()
+    monkeypatch.setenv("CONNECTION_URL", f"postgresql://u:p@127.0.0.1:{port}/appdb")
+    line = error_line(dbtool("create"))
+    assert f"u@127.0.0.1:{port}/appdb" in line, line
+    assert "****" not in line, line
+
+
+def test_redaction_hides_the_password_in_urls_and_conninfo_only():
+    from dbtool.targets.resolve import redact_password
+
+    text = (
+        "postgres failed: postgresql://u:p@db:5432/app and host=db password=p dbname=app, "
+        "password = 'p q\\'r' user=u; and postgresql://v:other%40x@h/d"
+    )
+    assert redact_password("postgresql://u:a@b@h/d", "a@b") == "postgresql://u:****@h/d"  # to the last @
+    assert redact_password(text, "p") == (
+        "postgres failed: postgresql://u:****@db:5432/app and host=db password=**** dbname=app, "
+        "password = **** user=u; and postgresql://v:****@h/d"
+    )

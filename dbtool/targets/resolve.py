@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import getpass
 import ipaddress
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -102,13 +103,31 @@ class Target:
 
     def redact(self, text: str) -> str:
         """Remove this target's password (and any IAM token it issued) from text that is about to be shown."""
-        from urllib.parse import quote
+        return redact_password(text, self.params.get("password") or "", *getattr(self.password_source, "issued", ()))
 
-        secrets = [self.params.get("password"), *getattr(self.password_source, "issued", ())]
-        for secret in filter(None, secrets):
+
+# A password where it stands: in a URL's userinfo, or as a conninfo keyword's value (quoted or not).
+_URL_PASSWORD = re.compile(r"(?i)(\bpostgres(?:ql)?://[^:/@\s]*:)\S*(@)")  # to the last @: a password may hold one
+_CONNINFO_PASSWORD = re.compile(r"(?i)(\bpassword\s*=\s*)(?:'(?:[^'\\]|\\.)*'|[^\s'][^\s]*)")
+# Long enough that hiding every occurrence cannot eat other words: an RDS IAM token, a generated password.
+WHOLE_SECRET_CHARS = 12
+
+
+def redact_password(text: str, *secrets: str) -> str:
+    """``text`` with every password in a URL or conninfo shown as ``****``, and long ``secrets`` wherever they are.
+
+    A short password is hidden where it stands, never wherever its letters are: a password ``p``
+    must not turn ``postgres`` into ``****ostgres``.
+    """
+    from urllib.parse import quote
+
+    text = _URL_PASSWORD.sub(r"\1****\2", text)
+    text = _CONNINFO_PASSWORD.sub(r"\1****", text)
+    for secret in secrets:
+        if len(secret) >= WHOLE_SECRET_CHARS:
             for form in {secret, quote(secret, safe=""), quote(secret)}:
                 text = text.replace(form, "****")
-        return text
+    return text
 
 
 def resolve_target(
