@@ -164,3 +164,13 @@ def test_no_module_imports_from_a_folder_above_its_own():
 def test_no_module_is_over_three_hundred_lines_in_cli():
     for path in (REPO / "dbtool" / "cli").glob("*.py"):
         assert len(path.read_text().splitlines()) <= 300, path.name
+
+
+def test_only_targets_and_engine_ask_which_transport_a_target_has():
+    asking = []
+    for path in (REPO / "dbtool").rglob("*.py"):
+        if path.relative_to(REPO / "dbtool").parts[0] in ("targets", "engine"):
+            continue
+        if re.search(r"\.data_api is (?:not )?None", path.read_text()):
+            asking.append(str(path.relative_to(REPO)))
+    assert asking == []  # the rest asks target.transport what it can do

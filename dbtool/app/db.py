@@ -69,7 +69,7 @@ def connect(target: str | Target = "local", *, autocommit: bool = False) -> psyc
 def _libpq_target(target: str | Target) -> Target:
     """The resolved target, which must be reachable by libpq: the pool holds psycopg connections."""
     resolved = target if isinstance(target, Target) else resolve_target(target)
-    if resolved.data_api is not None:
+    if not resolved.transport.psql_route:
         raise DbtoolError(
             f"dbtool.connect and dbtool.pool need a network connection, and {resolved.display} has none",
             "the target goes through the RDS Data API (PROD_DATA_API_CLUSTER_ARN); in the application, use "

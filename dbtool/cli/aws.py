@@ -10,6 +10,7 @@ import click
 
 from dbtool.cli.main import (
     cli,
+    current_project,
 )
 from dbtool.errors import DbtoolError
 
@@ -59,10 +60,9 @@ def _update_sg_rule(
 ) -> Any:
     from dbtool.aws import sgrule
     from dbtool.aws.clients import client_in_background
-    from dbtool.targets.project import Config, find_root
     from dbtool.targets.resolve import prod_port
 
-    config = Config(find_root())
+    config = current_project()
     ec2 = client_in_background(config, "ec2")  # while the IP is found
 
     def setting(name: str) -> str | None:

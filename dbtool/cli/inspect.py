@@ -87,9 +87,8 @@ def extensions(target: Any, check: bool, as_json: bool) -> None:
     """Declared, installed and available extension versions.  Example: dbtool extensions prod --check"""
     from dbtool.engine.session import open_session
     from dbtool.ops.extensions import survey
-    from dbtool.targets.declared import read_declaration
 
-    declared = read_declaration(target.root).extensions
+    declared = target.context.declaration.extensions
     with open_session(target) as session:
         rows = survey(session, declared)
     if as_json:

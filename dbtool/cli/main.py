@@ -127,7 +127,7 @@ def resolve(name: str) -> Any:
     from dbtool.targets.resolve import resolve_target
 
     ctx = click.get_current_context()
-    target = resolve_target(name, connect_timeout=ctx.find_root().obj["connect_timeout"])
+    target = resolve_target(name, config=current_project(), connect_timeout=ctx.find_root().obj["connect_timeout"])
     target = dataclasses.replace(target, report=lambda message: click.echo(message, err=True))
     _secrets.append(target.redact)
     if "started" in target.sources:
@@ -171,7 +171,7 @@ def known_targets() -> list[str]:
     from dbtool.targets.resolve import target_names
 
     try:
-        return target_names(project_root())
+        return target_names(current_project())
     except DbtoolError:
         return list(TARGET_NAMES)  # a malformed dbtool.toml is reported when the target is resolved
 
@@ -234,7 +234,18 @@ def sql_path(target: Any, file: Path | None, default: str) -> Path:
     return file if file is not None else target.root / default
 
 
-def project_root() -> Path:
-    from dbtool.targets.project import find_root
+def current_project() -> Any:
+    """The process's :class:`~dbtool.targets.project.Project`, built on first use and kept in click's context."""
+    from dbtool.targets.project import Project, find_root
 
-    return find_root()
+    context = click.get_current_context(silent=True)
+    holder = context.find_root().obj if context is not None else None
+    if not isinstance(holder, dict):
+        return Project(find_root())
+    if "project" not in holder:
+        holder["project"] = Project(find_root())
+    return holder["project"]
+
+
+def project_root() -> Path:
+    return current_project().root

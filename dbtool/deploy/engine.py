@@ -116,7 +116,7 @@ def run(
 
 def resolve(spec: Spec, root: Path) -> Any:
     """The target the properties name: a libpq URL with the secret's credentials, or the Data API."""
-    from dbtool.targets.project import Config
+    from dbtool.targets.project import Project
     from dbtool.targets.resolve import resolve_target
 
     environ = {key: value for key, value in os.environ.items() if not key.startswith(("PROD_", "CONNECTION_URL"))}
@@ -130,14 +130,11 @@ def resolve(spec: Spec, root: Path) -> Any:
 
         parts = {"host": spec.host, "port": spec.port, "dbname": spec.database}
         environ["PROD_CONNECTION_URL"] = make_conninfo("", **{k: v for k, v in parts.items() if v})
-    return resolve_target("prod", config=Config(root, environ=environ))
+    return resolve_target("prod", config=Project(root, environ=environ))
 
 
 def physical_id_of(target: Any) -> str:
-    if target.data_api is not None:
-        return f"{ID_PREFIX}{target.data_api.cluster_arn}/{target.dbname}"
-    params = target.params
-    return f"{ID_PREFIX}{params.get('host', '')}:{params.get('port') or 5432}/{target.dbname}"
+    return f"{ID_PREFIX}{target.transport.identity}/{target.dbname}"
 
 
 def project_root() -> Path:
@@ -183,12 +180,11 @@ def _behind(target: Any) -> str:
     from dbtool.errors import DatabaseMissing
     from dbtool.migrations.runner import Migrations
     from dbtool.ops.extensions import survey, version_key
-    from dbtool.targets.declared import read_declaration
 
     try:
         missing = [entry.version for entry in Migrations(target).status() if entry.state == "missing-file"]
         with open_session(target) as session:
-            extensions = survey(session, read_declaration(target.root).extensions)
+            extensions = survey(session, target.context.declaration.extensions)
     except DatabaseMissing:
         return ""
     ahead = [

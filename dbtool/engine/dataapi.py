@@ -423,12 +423,9 @@ DATA_API_ACTIONS = (
 
 def open_data_api(target: Target, *, dbname: str | None = None) -> DataApiSession:
     """A session on the target's database (or ``dbname`` in the same cluster); no call is made yet."""
-    from dbtool.aws.clients import client
-    from dbtool.targets.project import Config
-
     assert target.data_api is not None
     # No botocore retries: a 5xx after a write may mean it ran, and replaying it would run it twice.
-    rds_data = client(Config(target.root), "rds-data", attempts=1, read_timeout=READ_TIMEOUT)
+    rds_data = target.context.aws_client("rds-data", attempts=1, read_timeout=READ_TIMEOUT)
     return DataApiSession(rds_data, target.data_api, dbname or target.dbname, target.report or _silent)
 
 

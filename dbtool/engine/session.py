@@ -145,7 +145,7 @@ def open_session(target: Target, *, dbname: str | None = None, connect_timeout: 
 
     Connection failures raise :class:`~dbtool.errors.ConnectionFailed` and its subclasses, with a hint.
     """
-    if target.data_api is not None:
+    if target.transport.kind == "data-api":
         from dbtool.engine.dataapi import open_data_api
 
         return open_data_api(target, dbname=dbname)

@@ -90,7 +90,7 @@ def _maintenance(target: Target, session: SqlSession | None) -> Iterator[SqlSess
 def _drop(
     session: SqlSession, target: Target, *, force: bool, on_sessions: Callable[[tuple[Session, ...]], None] | None
 ) -> DropResult:
-    force = force or target.data_api is not None
+    force = force or target.transport.lingering_sessions
     from psycopg import sql
 
     if not _exists(session, target.dbname):

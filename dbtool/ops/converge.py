@@ -208,9 +208,7 @@ class _Runner:
 
 
 def _declared(target: Target) -> dict[str, str]:
-    from dbtool.targets.declared import read_declaration
-
-    return read_declaration(target.root).extensions
+    return target.context.declaration.extensions
 
 
 class _NoMigrations:

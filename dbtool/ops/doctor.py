@@ -93,7 +93,7 @@ def diagnose(
         yield from _skipped(STEPS[1:-1], "needs a configuration")
         yield check_psql(None)
         return
-    if target.data_api is not None:
+    if target.transport.kind == "data-api":  # its own checks: no network, no TLS, no psql
         from dbtool.ops.doctor_data_api import diagnose_data_api
 
         yield from diagnose_data_api(target)

@@ -26,7 +26,7 @@ ENABLE_HINT = "enable it: aws rds enable-http-endpoint --resource-arn {arn} (or 
 
 def diagnose_data_api(target: Target) -> Iterator[Check]:
     """Every step of reaching the target's database through the Data API, in order."""
-    assert target.data_api is not None
+    assert target.transport.kind == "data-api"
     sources = target.sources
     yield Check(
         "configuration",
@@ -45,17 +45,15 @@ def diagnose_data_api(target: Target) -> Iterator[Check]:
 
 
 def _config(target: Target) -> Any:
-    from dbtool.targets.project import Config
-
-    return Config(target.root)
+    return target.context
 
 
 def _cluster(target: Target) -> Check:
-    from dbtool.aws.clients import AwsError, aws_errors, client
+    from dbtool.aws.clients import AwsError, aws_errors
 
     arn = target.data_api.cluster_arn  # type: ignore[union-attr]
     try:
-        rds = client(_config(target), "rds")
+        rds = _config(target).aws_client("rds")
         with aws_errors(
             actions=("rds:DescribeDBClusters (for doctor only: the Data API does not need it)",),
             not_found={"DBClusterNotFoundFault": f"no cluster {arn} in this account and region"},
@@ -92,13 +90,13 @@ def _too_old(version: str) -> str | None:
 def _secret(target: Target) -> Check:
     import json
 
-    from dbtool.aws.clients import AwsError, aws_errors, client
+    from dbtool.aws.clients import AwsError, aws_errors
     from dbtool.targets.prodauth import SECRET_ACTIONS
 
     arn = target.data_api.secret_arn  # type: ignore[union-attr]
     try:
         with aws_errors(actions=SECRET_ACTIONS, not_found={"ResourceNotFoundException": f"secret {arn} not found"}):
-            text = client(_config(target), "secretsmanager").get_secret_value(SecretId=arn).get("SecretString")
+            text = _config(target).aws_client("secretsmanager").get_secret_value(SecretId=arn).get("SecretString")
     except AwsError as error:
         return Check("secret", FAIL, error.message, error.hint)
     try:

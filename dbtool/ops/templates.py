@@ -72,7 +72,7 @@ class Lookup:
 
 def allowed(target: Target) -> bool:
     """Templates are for local targets: never production, the RDS Data API, or a target whose writes ask first."""
-    return not (target.is_prod or target.protected) and target.data_api is None
+    return not (target.is_prod or target.protected) and target.transport.templates
 
 
 def template_name(dbname: str, fingerprint: str) -> str:

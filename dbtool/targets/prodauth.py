@@ -98,9 +98,9 @@ def apply_tls(params: dict[str, str], sources: dict[str, str], config: Config) -
 
 def get_secret(config: Config, secret_id: str) -> dict[str, Any]:
     """Secrets Manager's GetSecretValue answer for ``secret_id`` (its ARN and SecretString), or an AwsError."""
-    from dbtool.aws.clients import aws_errors, client
+    from dbtool.aws.clients import aws_errors
 
-    secrets = client(config, "secretsmanager")
+    secrets = config.aws_client("secretsmanager")
     missing = f"secret {secret_id} not found in region {secrets.meta.region_name}"
     with aws_errors(
         actions=SECRET_ACTIONS,
@@ -146,11 +146,11 @@ def _apply_instance(
     params: dict[str, str], sources: dict[str, str], config: Config, secret: dict[str, Any], arn: str
 ) -> None:
     """Host, port and database of the RDS instance the secret belongs to (RDS-managed secrets hold none)."""
-    from dbtool.aws.clients import aws_errors, client
+    from dbtool.aws.clients import aws_errors
 
     setting = config.value(INSTANCE_VARIABLE)
     identifier = setting.strip() if setting else secret.get("dbInstanceIdentifier")
-    rds = client(config, "rds")
+    rds = config.aws_client("rds")
     with aws_errors(
         actions=INSTANCE_ACTIONS,
         not_found={"DBInstanceNotFound": f"RDS instance {identifier} not found (check {INSTANCE_VARIABLE})"},

@@ -11,6 +11,10 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from dbtool.targets.declared import Declaration
 
 ROOT_VARIABLE = "DBTOOL_PROJECT_ROOT"
 # A directory is the project root when it holds one of these (checked nearest first).
@@ -85,6 +89,47 @@ class Config:
         """Just the value of :meth:`get`, for callers that do not report where it came from."""
         setting = self.get(name)
         return setting.value if setting else None
+
+    def aws_client(self, service: str, **options: Any) -> Any:
+        """An AWS client for ``service`` from these settings (a :class:`Project` keeps one per service)."""
+        from dbtool.aws.clients import client
+
+        return client(self, service, **options)
+
+
+class Project(Config):
+    """The project, read once per process: its root, its settings (the environment over ``.env``), its
+    ``dbtool.toml`` (read when first asked), and the AWS clients its commands build (one per service).
+
+    The click group and the Lambda entry each build one; every target resolved in the process holds
+    it, so nothing below reads the files again or builds a second client for the same service.
+    """
+
+    def __init__(self, root: Path, environ: Mapping[str, str] | None = None) -> None:
+        super().__init__(root, environ)
+        self._declaration: Declaration | None = None
+        self._clients: dict[tuple[object, ...], Any] = {}
+
+    @property
+    def declaration(self) -> Declaration:
+        """``dbtool.toml``: extensions and declared targets (empty without the file); an error names a bad key."""
+        if self._declaration is None:
+            from dbtool.targets.declared import read_declaration
+
+            self._declaration = read_declaration(self.root)
+        return self._declaration
+
+    def aws_client(self, service: str, **options: Any) -> Any:
+        """The project's AWS client for ``service`` with these options, built on first use."""
+        key = (service, *sorted(options.items()))
+        if key not in self._clients:
+            self._clients[key] = super().aws_client(service, **options)
+        return self._clients[key]
+
+
+def project_of(config: Config) -> Project:
+    """``config`` itself when it is a project, else the project of its root (a library caller's plain Config)."""
+    return config if isinstance(config, Project) else Project(config.root, config._environ)
 
 
 def _read_dotenv(path: Path) -> dict[str, str]:

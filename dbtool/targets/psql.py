@@ -19,7 +19,7 @@ PSQL_INSTALL_HINT = "install the PostgreSQL client: apt-get install postgresql-c
 
 def require_network_route(target: Target, program: str) -> None:
     """psql and pg_dump speak libpq: a Data API target has no network route for them."""
-    if target.data_api is not None:
+    if not target.transport.psql_route:
         raise DbtoolError(
             f"{program} needs a network route to the database, and {target.display} has none",
             "the prod target goes through the RDS Data API (PROD_DATA_API_CLUSTER_ARN); "

@@ -8,6 +8,7 @@ for production. Resolution order: explicit argument > environment > ``.env`` > d
 
 from __future__ import annotations
 
+import dataclasses
 import getpass
 import ipaddress
 import re
@@ -15,14 +16,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from dbtool.errors import DbtoolError, MalformedUrl, TargetNotConfigured
-from dbtool.targets.project import Config, Setting, find_root
+from dbtool.targets.project import Config, Project, Setting, find_root, project_of
 
 if TYPE_CHECKING:
     from dbtool.targets.dataapi import DataApiAddress
     from dbtool.targets.declared import DeclaredTarget
+    from dbtool.targets.transport import Transport
 
 TARGET_VARIABLES = {"local": "CONNECTION_URL", "prod": "PROD_CONNECTION_URL"}
 TIMEOUT_VARIABLE = "DBTOOL_CONNECT_TIMEOUT"
@@ -57,6 +59,22 @@ class Target:
     report: Callable[[str], None] | None = field(default=None, repr=False, compare=False)
     protected: bool = False  # writes ask first (prod always; a declared target that says protected = true)
     variable: str = ""  # what names its server, for messages: CONNECTION_URL, a declared url_env, ...
+    project: Project | None = field(default=None, repr=False, compare=False)  # what it was resolved in
+
+    @property
+    def transport(self) -> Transport:
+        """How its SQL travels, and what that transport can do (:mod:`dbtool.targets.transport`)."""
+        from dbtool.targets import transport
+
+        if self.data_api is not None:
+            return transport.data_api(self.data_api.cluster_arn)
+        params = self.params
+        return transport.libpq(params.get("host", ""), params.get("port") or str(DEFAULT_PORT))
+
+    @property
+    def context(self) -> Project:
+        """The project the target belongs to: its settings, dbtool.toml and AWS clients, read once."""
+        return self.project if self.project is not None else Project(self.root)
 
     @property
     def label(self) -> str:
@@ -136,13 +154,18 @@ def resolve_target(
     config: Config | None = None,
     connect_timeout: float | None = None,
 ) -> Target:
-    """Resolve ``name`` into a :class:`Target`, or raise a :class:`DbtoolError` saying what to fix."""
-    config = config or Config(find_root())
-    declared = declared_targets(config.root)
+    """Resolve ``name`` in ``config`` (a :class:`Project`; else the one around the current directory) into a
+    :class:`Target`, or raise a :class:`DbtoolError` saying what to fix."""
+    project = project_of(config) if config is not None else Project(find_root())
+    return dataclasses.replace(_resolve(name, project, connect_timeout), project=project)
+
+
+def _resolve(name: str, config: Project, connect_timeout: float | None) -> Target:
+    declared = config.declaration.targets
     if name in declared:
         return _declared_target(declared[name], config, connect_timeout)
     if name not in TARGET_VARIABLES:
-        raise UnknownTarget(f"unknown target {name!r}", f"known targets: {', '.join(target_names(config.root))}")
+        raise UnknownTarget(f"unknown target {name!r}", f"known targets: {', '.join(target_names(config))}")
     if name == "prod" and (target := _data_api_target(config)) is not None:
         return target
     variable = TARGET_VARIABLES[name]
@@ -224,17 +247,10 @@ class UnknownTarget(DbtoolError):
     exit_code = 2
 
 
-def declared_targets(root: Path) -> dict[str, DeclaredTarget]:
-    from dbtool.targets.declared import FILE_NAME, read_declaration
-
-    if not (root / FILE_NAME).is_file():
-        return {}
-    return read_declaration(root).targets
-
-
-def target_names(root: Path) -> list[str]:
+def target_names(project: Project) -> list[str]:
     """``local``, ``prod``, then the targets ``dbtool.toml`` declares, in its order."""
-    return [*TARGET_VARIABLES, *(name for name in declared_targets(root) if name not in TARGET_VARIABLES)]
+    declared = project.declaration.targets
+    return [*TARGET_VARIABLES, *(name for name in declared if name not in TARGET_VARIABLES)]
 
 
 def _data_api_target(
@@ -331,6 +347,9 @@ class _DeclaredSettings(Config):
         self._labels = {name: f"{key} in {declared.where}" for name, key in DECLARED_KEYS.items()}
         if declared.url_env:
             self._labels["PROD_CONNECTION_URL"] = declared.url_env
+
+    def aws_client(self, service: str, **options: Any) -> Any:
+        return self._base.aws_client(service, **options)  # AWS settings are the project's own
 
     def label(self, name: str) -> str:
         return self._labels.get(name, name)
