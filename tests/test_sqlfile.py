@@ -341,13 +341,15 @@ def test_standard_input(local, project):
 
 def test_library_reports_progress_and_counts(local, project):
     from dbtool.engine.loader import load_file
+    from dbtool.engine.session import open_session
     from dbtool.targets.resolve import resolve_target
 
     local.create()
     path = project / "many.sql"
     big_seed(path, 30_000)
     calls: list[tuple[int, int]] = []
-    result = load_file(resolve_target("local"), path, on_progress=lambda done, count: calls.append((done, count)))
+    with open_session(resolve_target("local")) as session:
+        result = load_file(session, path, on_progress=lambda done, count: calls.append((done, count)))
     assert (result.name, result.statements, result.bytes) == ("many.sql", 30_001, path.stat().st_size)
     assert len(calls) > 1 and calls == sorted(calls) and calls[-1] == (path.stat().st_size, 30_001)
 

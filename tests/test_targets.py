@@ -157,9 +157,11 @@ def test_display_never_contains_the_password():
 
 
 def test_connections_carry_application_name_and_reach_the_database(local):
+    from dbtool.engine.session import open_maintenance_session
     from dbtool.ops.admin import create_database
 
-    create_database(resolve_target("local"))
+    with open_maintenance_session(resolve_target("local")) as admin:
+        assert create_database(admin, "cruddur")
     with connect(resolve_target("local")) as conn:
         row = conn.execute("SELECT current_database(), current_setting('application_name')").fetchone()
     assert row == ("cruddur", "dbtool")

@@ -27,9 +27,11 @@ PROGRESS_MIN_BYTES = 4 << 20
 @target_command(writes=True)
 def create(target: Any) -> None:
     """Create the target's database (exits 0 if it exists).  Example: dbtool create prod"""
+    from dbtool.engine.session import open_maintenance_session
     from dbtool.ops.admin import create_database
 
-    created = create_database(target)
+    with open_maintenance_session(target) as admin:
+        created = create_database(admin, target.dbname)
     click.echo(f"created database {target.dbname}" if created else f"database {target.dbname} already exists")
 
 
@@ -42,9 +44,11 @@ def drop(target: Any, force: bool) -> None:
 
 
 def _drop(target: Any, force: bool) -> str:
+    from dbtool.engine.session import open_maintenance_session
     from dbtool.ops.admin import drop_database
 
-    result = drop_database(target, force=force or not target.protected, on_sessions=_report_sessions)
+    with open_maintenance_session(target) as admin:
+        result = drop_database(admin, target.dbname, force=force or not target.protected, on_sessions=_report_sessions)
     return f"dropped database {target.dbname}" if result.existed else f"database {target.dbname} does not exist"
 
 
@@ -58,15 +62,12 @@ def _report_sessions(sessions: Any) -> None:
 def _load(target: Any, path: Path, *, notices: bool = True, transaction: bool = True) -> str:
     """Load one file; server notices go to stderr unless ``notices`` is off (setup's fresh database)."""
     from dbtool.engine.loader import load_file
+    from dbtool.engine.session import open_session
 
-    with _progress(path) as on_progress:
-        result = load_file(
-            target,
-            path,
-            transaction=transaction,
-            on_notice=(lambda text: click.echo(text, err=True)) if notices else None,
-            on_progress=on_progress,
-        )
+    with _progress(path) as on_progress, open_session(target) as session:
+        if notices:
+            session.add_notice_handler(lambda text: click.echo(text, err=True))
+        result = load_file(session, path, transaction=transaction, on_progress=on_progress)
     return f"{result.name}: {result.statements} statements"
 
 

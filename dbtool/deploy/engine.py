@@ -165,13 +165,22 @@ def _delete(target: Any, physical_id: str, named: str) -> Outcome:
         return Outcome(
             "SUCCESS", physical_id, reason=f"the properties name {named}, not this resource: nothing dropped"
         )
+    from dbtool.engine.session import open_maintenance_session
     from dbtool.ops.admin import drop_database
 
-    result = drop_database(
-        target, force=True, on_sessions=lambda sessions: logger.info("ending %d sessions", len(sessions))
-    )
+    with open_maintenance_session(target) as admin:
+        result = drop_database(
+            admin,
+            target.dbname,
+            force=True,
+            on_sessions=lambda sessions: logger.info("ending %d sessions", len(sessions)),
+        )
     what = "dropped" if result.existed else "was already gone"
     return Outcome("SUCCESS", physical_id, reason=f"OnDelete is drop: database {target.dbname} {what}")
+
+
+def _log_sessions(sessions: Any) -> None:
+    logger.info("ending %d sessions", len(sessions))
 
 
 def _behind(target: Any) -> str:

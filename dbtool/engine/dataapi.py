@@ -89,6 +89,7 @@ class DataApiSession:
 
     transport = "data-api"
     session_locks = False  # each call may land on another pooled backend
+    lingering_sessions = True  # the API's pooled connections stay on the database
     statement_limit = MAX_SQL_CHARS
 
     def __init__(self, client: Any, address: DataApiAddress, dbname: str, report: Callable[[str], None]) -> None:

@@ -40,6 +40,7 @@ class LibpqSession:
 
     transport = "libpq"
     session_locks = True
+    lingering_sessions = False
     statement_limit = None
 
     def __init__(self, conn: psycopg.Connection, dbname: str) -> None:

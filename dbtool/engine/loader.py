@@ -26,12 +26,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from dbtool.engine.readahead import read_ahead
-from dbtool.engine.session import Session, SqlError, open_session
+from dbtool.engine.session import Session, SqlError
 from dbtool.engine.split import CopyEnd, MetaCommand, Run, Scanner, SplitError, first_token, look_ahead
 from dbtool.errors import SqlFileError, join_hints
 
 if TYPE_CHECKING:
-    from dbtool.targets.resolve import Target
+    pass
 
 STDIN = "-"
 
@@ -65,27 +65,24 @@ class LoadResult:
 
 
 def load_file(
-    target: Target,
+    session: Session,
     path: Path | str,
     *,
     transaction: bool = True,
-    on_notice: Callable[[str], None] | None = None,
     on_progress: ProgressCallback | None = None,
 ) -> LoadResult:
-    """Run every statement of ``path`` (``-`` for standard input) against the target.
+    """Run every statement of ``path`` (``-`` for standard input) in the caller's session.
 
-    With ``transaction`` (the default) the whole file runs in one transaction: it all commits or
-    none of it does. Without, each statement commits on its own, as with ``psql -f``, and the
-    file's own BEGIN/COMMIT are run as written; the load still stops at the first error.
+    With ``transaction`` (the default) the whole file runs in one transaction (the caller's, if it
+    has begun one, which it then commits): it all commits or none of it does. Without, each statement
+    commits on its own, as with ``psql -f``, and the file's own BEGIN/COMMIT are run as written; the
+    load still stops at the first error.
     """
     started = time.perf_counter()
     name = display_path(path)
     with open_sql(path) as stream:
         scanner = Scanner(stream)
-        with open_session(target) as session:
-            if on_notice is not None:
-                session.add_notice_handler(on_notice)
-            statements = run_sql(session, scanner, name, transaction=transaction, on_progress=on_progress)
+        statements = run_sql(session, scanner, name, transaction=transaction, on_progress=on_progress)
     return LoadResult(name, statements, scanner.bytes_read, time.perf_counter() - started)
 
 

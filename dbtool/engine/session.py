@@ -79,6 +79,7 @@ class Session(Protocol):
     dbname: str
     transport: str  # "libpq" or "data-api", for messages
     session_locks: bool  # whether a session-level advisory lock lasts (not over the Data API's pooled calls)
+    lingering_sessions: bool  # the service keeps sessions of its own on a database (DROP must end them)
     statement_limit: int | None  # characters one statement may have (the Data API's 65,536), or None
 
     @property

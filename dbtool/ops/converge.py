@@ -81,7 +81,7 @@ def setup(target: Target, *, force: bool = False, template: bool = True, hooks: 
 
         def drop() -> tuple[str, bool]:
             ends = force or not target.protected
-            result = drop_database(target, force=ends, on_sessions=hooks.sessions, session=admin)
+            result = drop_database(admin, target.dbname, force=ends, on_sessions=hooks.sessions)
             return (f"dropped database {target.dbname}" if result.existed else "did not exist"), result.existed
 
         def clone(match: templates.Template) -> tuple[str, bool]:
@@ -98,7 +98,7 @@ def setup(target: Target, *, force: bool = False, template: bool = True, hooks: 
             and run("clone", lambda: clone(found.match)).changed
         ):
             return run.steps
-        run("create", lambda: ("created", create_database(target, session=admin)))
+        run("create", lambda: ("created", create_database(admin, target.dbname)))
         if declared:
             run("extensions", lambda: _extensions(target, declared, hooks.message))
         run("schema-load", lambda: _load(target, target.root / SCHEMA_FILE, hooks))
@@ -143,19 +143,17 @@ def plan_up(target: Target, *, seed: bool = False) -> list[str]:
 def up(target: Target, *, seed: bool = False, hooks: Hooks | None = None) -> list[Step]:
     """Bring the target's database to what the project declares, changing only what differs; the steps run."""
     from dbtool.engine.session import open_session
-    from dbtool.ops.admin import create_database
 
     hooks = hooks or Hooks()
     run = _Runner(hooks)
     declared = _declared(target)
     migrations = _migrations(target, hooks)
-    created = run("create", lambda: ("created", True) if create_database(target) else ("exists", False))
+    created = run("create", lambda: ("created", True) if _create(target) else ("exists", False))
     if declared:
         run("extensions", lambda: _extensions(target, declared, hooks.message))
 
     def schema() -> tuple[str, bool]:
-        from dbtool.engine.loader import display_path, open_sql, run_sql
-        from dbtool.engine.split import Scanner
+        from dbtool.engine.loader import load_file
 
         path = target.root / SCHEMA_FILE
         if not path.exists():
@@ -166,10 +164,9 @@ def up(target: Target, *, seed: bool = False, hooks: Hooks | None = None) -> lis
             if not _is_new(session):
                 session.rollback()
                 return "skipped: the database is not new", False
-            name = display_path(path)
-            with open_sql(path) as stream, hooks.progress(path) as on_progress:
-                count = run_sql(session, Scanner(stream), name, transaction=True, on_progress=on_progress)
-        return f"{name}: {count} statements", True
+            with hooks.progress(path) as on_progress:
+                result = load_file(session, path, on_progress=on_progress)  # in this transaction, under the lock
+        return f"{result.name}: {result.statements} statements", True
 
     run("schema-load", schema)
     if migrations.files:
@@ -207,6 +204,14 @@ class _Runner:
         return step
 
 
+def _create(target: Target) -> bool:
+    from dbtool.engine.session import open_maintenance_session
+    from dbtool.ops.admin import create_database
+
+    with open_maintenance_session(target) as admin:
+        return create_database(admin, target.dbname)
+
+
 def _declared(target: Target) -> dict[str, str]:
     return target.context.declaration.extensions
 
@@ -238,9 +243,10 @@ def _extensions(target: Target, declared: dict[str, str], message: Callable[[str
 
 def _load(target: Target, path: Path, hooks: Hooks) -> tuple[str, bool]:
     from dbtool.engine.loader import load_file
+    from dbtool.engine.session import open_session
 
-    with hooks.progress(path) as on_progress:
-        result = load_file(target, path, on_progress=on_progress)
+    with hooks.progress(path) as on_progress, open_session(target) as session:
+        result = load_file(session, path, on_progress=on_progress)
     return f"{result.name}: {result.statements} statements", True
 
 
