@@ -1,10 +1,18 @@
 """One error hierarchy for the whole kit.
 
 Library code raises these; only the CLI turns them into ``error: <message> (<hint>)`` and an exit
-code, in one place (``dbtool.cli``), so no command repeats its own try/except.
+code, in one place (``dbtool.cli``), so no command repeats its own try/except; the deploy-time handler
+turns them into a CloudFormation Reason.
+
+An error holds facts, and each front end phrases them: the hint speaks of what the library knows (a
+setting under the name its configuration gives it: a variable, a ``dbtool.toml`` key, a CloudFormation
+property), and a ``remedy`` names the next step by its kind (``security-group``, ``file-option``),
+which the CLI phrases as a command to run and the handler as what to fix in the stack.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 
 class DbtoolError(Exception):
@@ -12,13 +20,21 @@ class DbtoolError(Exception):
 
     exit_code = 1
 
-    def __init__(self, message: str, hint: str | None = None) -> None:
+    def __init__(self, message: str, hint: str | None = None, *, remedy: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint
+        self.remedy = remedy  # the next step's kind, phrased by the front end (see phrase)
 
     def __str__(self) -> str:
         return f"{self.message} ({self.hint})" if self.hint else self.message
+
+    def phrase(self, remedies: Mapping[str, str]) -> str:
+        """The message and hint, with the remedy as ``remedies`` (a front end's words) says it, if it says it."""
+        remedy = remedies.get(self.remedy or "", "")
+        alternative = remedy.startswith("or ") and self.hint  # worded as an alternative: it continues the hint
+        hint = f"{self.hint}, {remedy}" if alternative else join_hints(self.hint, remedy)
+        return f"{self.message} ({hint})" if hint else self.message
 
 
 def join_hints(first: str | None, second: str) -> str:

@@ -320,3 +320,25 @@ def test_package_without_the_wheels_is_one_line(project, tmp_path):
     empty.mkdir()
     line = error_line(dbtool("deploy", "package", "--out", str(tmp_path / "x.zip"), "--find-links", str(empty)))
     assert line.startswith("error: could not get Lambda wheels for Python 3.12 on x86_64: ")
+
+
+def test_reasons_name_properties_never_cli_variables_or_scripts(receiver, aws, data_api, project, monkeypatch):
+    from dbtool.local.cluster import free_port
+
+    monkeypatch.setenv("DBTOOL_PROJECT_ROOT", str(project))
+    for name in ("PROD_DATA_API_CLUSTER_ARN", "PROD_DB_SECRET_ID"):
+        monkeypatch.delenv(name)
+    # A secret without dbname, and no DatabaseName: the Reason asks for the property.
+    plain = aws.client("secretsmanager").create_secret(
+        Name="no-dbname", SecretString=json.dumps({"username": "u", "password": "p"})
+    )["ARN"]
+    cluster = "arn:aws:rds:us-east-1:123456789012:cluster:cruddur-aurora"
+    handler(event(receiver, "Create", {"SecretArn": plain, "ClusterArn": cluster}), Context())
+    reason = last(receiver)["Reason"]
+    assert "DatabaseName property" in reason and "PROD_" not in reason, reason
+    # An unreachable host: the Reason speaks of the function's network, not of ./bin scripts.
+    value = {"username": "u", "password": "p", "host": "127.0.0.1", "port": str(free_port()), "dbname": "x"}
+    gone = aws.client("secretsmanager").create_secret(Name="gone", SecretString=json.dumps(value))["ARN"]
+    handler(event(receiver, "Create", {"SecretArn": gone}), Context(seconds=15))
+    reason = last(receiver)["Reason"]
+    assert "./bin/" not in reason and "PROD_" not in reason and "security group" in reason, reason

@@ -161,3 +161,11 @@ def test_redaction_hides_the_password_in_urls_and_conninfo_only():
         "postgres failed: postgresql://u:****@db:5432/app and host=db password=**** dbname=app, "
         "password = **** user=u; and postgresql://v:****@h/d"
     )
+
+
+def test_a_missing_sql_file_offers_file_only_to_commands_that_take_it(local, project):
+    (project / "db" / "schema.sql").unlink()
+    schema_load = error_line(dbtool("schema-load"))
+    assert "schema.sql not found" in schema_load and "pass --file" in schema_load, schema_load
+    setup = error_line(dbtool("setup"))
+    assert "schema.sql not found" in setup and "--file" not in setup, setup

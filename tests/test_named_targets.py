@@ -137,3 +137,12 @@ def test_errors_about_a_declared_targets_settings_name_its_keys_not_prods_variab
     declare(project, '[targets.staging]\niam_auth = true\nurl_env = "STAGING_URL"\n')
     line = error_line(dbtool("sessions", "staging"))
     assert line.startswith("error: iam_auth in dbtool.toml [targets.staging] needs the database user in STAGING_URL")
+
+
+def test_a_declared_targets_connection_errors_name_its_own_variable(project, monkeypatch):
+    from dbtool.local.cluster import free_port
+
+    declare(project, '[targets.staging]\nurl_env = "STAGING_URL"\n')
+    monkeypatch.setenv("STAGING_URL", f"postgresql://u:pw@127.0.0.1:{free_port()}/app")
+    line = error_line(dbtool("migrate", "status", "staging"))
+    assert "STAGING_URL" in line and "CONNECTION_URL" not in line, line

@@ -61,13 +61,13 @@ def _report_sessions(sessions: Any) -> None:
 
 def _load(target: Any, path: Path, *, notices: bool = True, transaction: bool = True) -> str:
     """Load one file; server notices go to stderr unless ``notices`` is off (setup's fresh database)."""
-    from dbtool.engine.loader import load_file
+    from dbtool.engine.loader import display_path, load_stream, open_sql
     from dbtool.engine.session import open_session
 
-    with _progress(path) as on_progress, open_session(target) as session:
+    with open_sql(path) as stream, _progress(path) as on_progress, open_session(target) as session:
         if notices:
             session.add_notice_handler(lambda text: click.echo(text, err=True))
-        result = load_file(session, path, transaction=transaction, on_progress=on_progress)
+        result = load_stream(session, stream, display_path(path), transaction=transaction, on_progress=on_progress)
     return f"{result.name}: {result.statements} statements"
 
 

@@ -62,6 +62,18 @@ class DbtoolGroup(click.Group):
             importlib.import_module(f"dbtool.cli.{COMMAND_MODULES[cmd_name]}")
         return super().get_command(ctx, cmd_name)
 
+    def remedies(self, argv: list[str]) -> dict[str, str]:
+        """The CLI's words for remedies; ``--file`` only when the command run takes it."""
+        found = dict(REMEDIES)
+        command: click.Command | None = self
+        for word in argv:
+            if not isinstance(command, click.Group):
+                break
+            command = command.get_command(click.Context(command), word) or command
+        if not any(param.name == "file" for param in getattr(command, "params", ())):
+            del found["file-option"]
+        return found
+
     def main(self, args: Any = None, prog_name: str | None = None, **extra: Any) -> Any:  # type: ignore[override]
         argv = list(sys.argv[1:] if args is None else args)
         debug = "--debug" in argv or bool(os.environ.get("DBTOOL_DEBUG"))
@@ -76,7 +88,7 @@ class DbtoolGroup(click.Group):
         except DbtoolError as error:
             if debug:
                 raise
-            _fail(str(error), error.exit_code)
+            _fail(error.phrase(self.remedies(argv)), error.exit_code)
         except Exception as error:
             from dbtool.engine.session import SqlError  # not at import: the session module is not needed to start
 
@@ -88,6 +100,13 @@ class DbtoolGroup(click.Group):
                 raise
             _fail(f"{type(error).__name__}: {str(error).strip().splitlines()[0]} (run with --debug for details)", 1)
         sys.exit(code if isinstance(code, int) else 0)
+
+
+# The next steps an error names by kind (DbtoolError.remedy), in the CLI's words.
+REMEDIES = {
+    "security-group": "the RDS security group may not allow this IP: run ./bin/rds-update-sg-rule",
+    "file-option": "or pass --file",
+}
 
 
 def _is_database_error(error: Exception) -> bool:

@@ -34,6 +34,20 @@ ON_DELETE = ("retain", "drop")
 WAIT_MARGIN = 10.0  # seconds kept back from the remaining time for the reply
 
 
+# The settings the properties stand in for, named as the stack's author wrote them.
+PROPERTY_LABELS = {
+    "PROD_DB_SECRET_ID": "the SecretArn property",
+    "PROD_DATA_API_CLUSTER_ARN": "the ClusterArn property",
+    "PROD_DB_NAME": "the DatabaseName property",
+    "PROD_CONNECTION_URL": "the Host, Port and DatabaseName properties",
+}
+# The next steps errors name by kind (DbtoolError.remedy), in the stack's terms.
+REMEDIES = {
+    "security-group": "the database's security group must let this function in on the database port "
+    "(check the Host and Port properties, and the function's VPC and subnets)",
+}
+
+
 class PropertyError(DbtoolError):
     """The custom resource's properties are missing or malformed."""
 
@@ -110,8 +124,9 @@ def run(
             return _delete(target, physical_id or new_id, new_id)
         return _converge(request_type, spec, target, new_id, deadline)
     except DbtoolError as error:
-        logger.error("%s failed: %s", request_type, error)
-        return Outcome("FAILED", fallback, reason=str(error))
+        reason = error.phrase(REMEDIES)
+        logger.error("%s failed: %s", request_type, reason)
+        return Outcome("FAILED", fallback, reason=reason)
 
 
 def resolve(spec: Spec, root: Path) -> Any:
@@ -130,7 +145,7 @@ def resolve(spec: Spec, root: Path) -> Any:
 
         parts = {"host": spec.host, "port": spec.port, "dbname": spec.database}
         environ["PROD_CONNECTION_URL"] = make_conninfo("", **{k: v for k, v in parts.items() if v})
-    return resolve_target("prod", config=Project(root, environ=environ))
+    return resolve_target("prod", config=Project(root, environ=environ, labels=PROPERTY_LABELS))
 
 
 def physical_id_of(target: Any) -> str:

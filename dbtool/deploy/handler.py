@@ -164,7 +164,11 @@ def _remaining(context: Any) -> float:
 
 
 def _what(error: BaseException) -> str:
-    return str(error).strip() or type(error).__name__
+    from dbtool.deploy.engine import REMEDIES
+    from dbtool.errors import DbtoolError
+
+    text = error.phrase(REMEDIES) if isinstance(error, DbtoolError) else str(error)
+    return text.strip() or type(error).__name__
 
 
 def _configure_logging() -> None:

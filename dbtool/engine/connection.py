@@ -15,7 +15,7 @@ from dbtool.targets.resolve import Target
 if TYPE_CHECKING:
     import psycopg
 
-SG_HINT = "the RDS security group may not allow this IP: run ./bin/rds-update-sg-rule"
+SECURITY_GROUP = "security-group"  # remedy: a network rule (the RDS security group) must let this client in
 
 
 def connect(
@@ -59,11 +59,11 @@ def connection_error(error: Exception, target: Target, dbname: str) -> DbtoolErr
             f"{where} refused this client: {reason}", "the server's pg_hba.conf does not allow it"
         )
     if "timeout expired" in lowered:
-        return ConnectionFailed(f"connection to {where} timed out", _unreachable_hint(target))
+        return _unreachable(target, f"connection to {where} timed out")
     if "could not translate host name" in lowered:
         return ConnectionFailed(f"cannot resolve the host of {where}", f"check the host name in {variable}")
     if "connection refused" in lowered:
-        return ConnectionFailed(f"connection to {where} refused", _unreachable_hint(target))
+        return _unreachable(target, f"connection to {where} refused")
     return ConnectionFailed(f"cannot connect to {where}: {reason}", f"check {variable}")
 
 
@@ -80,10 +80,11 @@ def _credentials_hint(target: Target) -> str:
     return f"check the user and password in {target.variable}; special characters must be percent-encoded"
 
 
-def _unreachable_hint(target: Target) -> str:
+def _unreachable(target: Target, message: str) -> ConnectionFailed:
+    """A server that did not answer: production's is behind a security group (a remedy each front end says)."""
     if target.is_prod:
-        return SG_HINT
-    return "is the server running and listening there? check CONNECTION_URL"
+        return ConnectionFailed(message, remedy=SECURITY_GROUP)
+    return ConnectionFailed(message, f"is the server running and listening there? check {target.variable}")
 
 
 def _reason(text: str) -> str:

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     pass
 
 STDIN = "-"
+FILE_OPTION = "file-option"  # remedy: give the command another file (the CLI's --file)
 
 ROLLED_BACK = "nothing was changed: the whole file was rolled back"
 COMMITTED_BEFORE = "statements before this one were committed"
@@ -78,11 +79,23 @@ def load_file(
     commits on its own, as with ``psql -f``, and the file's own BEGIN/COMMIT are run as written; the
     load still stops at the first error.
     """
-    started = time.perf_counter()
-    name = display_path(path)
     with open_sql(path) as stream:
-        scanner = Scanner(stream)
-        statements = run_sql(session, scanner, name, transaction=transaction, on_progress=on_progress)
+        return load_stream(session, stream, display_path(path), transaction=transaction, on_progress=on_progress)
+
+
+def load_stream(
+    session: Session,
+    stream: BinaryIO,
+    name: str,
+    *,
+    transaction: bool = True,
+    on_progress: ProgressCallback | None = None,
+) -> LoadResult:
+    """:func:`load_file` on a file the caller opened (with :func:`open_sql`: a missing file fails before a
+    connection is tried); ``name`` is how errors call it."""
+    started = time.perf_counter()
+    scanner = Scanner(stream)
+    statements = run_sql(session, scanner, name, transaction=transaction, on_progress=on_progress)
     return LoadResult(name, statements, scanner.bytes_read, time.perf_counter() - started)
 
 
@@ -117,7 +130,7 @@ def open_sql(path: Path | str) -> Iterator[BinaryIO]:
     try:
         stream = open(path, "rb", buffering=0)  # noqa: SIM115 - closed below, after the load
     except FileNotFoundError:
-        raise SqlFileError(f"SQL file {path} not found", "check the path, or pass --file") from None
+        raise SqlFileError(f"SQL file {path} not found", "check the path", remedy=FILE_OPTION) from None
     except OSError as error:
         raise SqlFileError(f"cannot read SQL file {path}: {error.strerror}") from None
     with stream:

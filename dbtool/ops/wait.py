@@ -40,6 +40,8 @@ def wait_until_up(target: Target, timeout: float = DEFAULT_TIMEOUT) -> float:
             raise failure
         if clock() + RETRY_SECONDS > deadline:
             raise ConnectionFailed(
-                f"{target.display} did not accept connections within {timeout:g} s: {failure.message}", failure.hint
+                f"{target.display} did not accept connections within {timeout:g} s: {failure.message}",
+                failure.hint,
+                remedy=failure.remedy,
             )
         time.sleep(RETRY_SECONDS)

@@ -67,11 +67,14 @@ class Setting:
 class Config:
     """Read-only view of the environment over the project's ``.env`` file."""
 
-    def __init__(self, root: Path, environ: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, root: Path, environ: Mapping[str, str] | None = None, *, labels: Mapping[str, str] | None = None
+    ) -> None:
         self.root = root
         self.env_file = root / ".env"
         self._environ = dict(os.environ if environ is None else environ)
         self._dotenv = _read_dotenv(self.env_file)
+        self._labels = dict(labels or {})  # how messages name a setting, where it is not a variable
 
     def get(self, name: str) -> Setting | None:
         """The value of ``name`` from the environment, else from ``.env``; empty counts as unset."""
@@ -82,8 +85,9 @@ class Config:
         return None
 
     def label(self, name: str) -> str:
-        """How messages name the setting ``name``: the variable itself here (a declared target says where)."""
-        return name
+        """How messages name the setting ``name``: the variable itself, unless its labels say otherwise (a
+        CloudFormation property at deploy time); a declared target says where in dbtool.toml."""
+        return self._labels.get(name, name)
 
     def value(self, name: str) -> str | None:
         """Just the value of :meth:`get`, for callers that do not report where it came from."""
@@ -105,8 +109,10 @@ class Project(Config):
     it, so nothing below reads the files again or builds a second client for the same service.
     """
 
-    def __init__(self, root: Path, environ: Mapping[str, str] | None = None) -> None:
-        super().__init__(root, environ)
+    def __init__(
+        self, root: Path, environ: Mapping[str, str] | None = None, *, labels: Mapping[str, str] | None = None
+    ) -> None:
+        super().__init__(root, environ, labels=labels)
         self._declaration: Declaration | None = None
         self._clients: dict[tuple[object, ...], Any] = {}
 
@@ -129,7 +135,7 @@ class Project(Config):
 
 def project_of(config: Config) -> Project:
     """``config`` itself when it is a project, else the project of its root (a library caller's plain Config)."""
-    return config if isinstance(config, Project) else Project(config.root, config._environ)
+    return config if isinstance(config, Project) else Project(config.root, config._environ, labels=config._labels)
 
 
 def _read_dotenv(path: Path) -> dict[str, str]:
