@@ -15,7 +15,8 @@ import threading
 import time
 from typing import Any
 
-from dbtool.deploy.engine import FAILED_CREATE_ID, Outcome, project_root, run
+from dbtool.deploy.cloudformation import FAILED_CREATE_ID, Outcome, run
+from dbtool.deploy.forward import project_root
 
 logger = logging.getLogger("dbtool.deploy")
 
@@ -164,7 +165,7 @@ def _remaining(context: Any) -> float:
 
 
 def _what(error: BaseException) -> str:
-    from dbtool.deploy.engine import REMEDIES
+    from dbtool.deploy.cloudformation import REMEDIES
     from dbtool.errors import DbtoolError
 
     text = error.phrase(REMEDIES) if isinstance(error, DbtoolError) else str(error)

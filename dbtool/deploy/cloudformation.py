@@ -1,0 +1,152 @@
+"""The CloudFormation adapter: a custom resource's properties and request types, over :mod:`dbtool.deploy.forward`.
+
+One adapter under the three entry points (:mod:`dbtool.deploy.handler`): the raw custom resource that
+answers CloudFormation itself, the CDK Provider's ``on_event``, and a CDK Trigger.
+
+* **Create / Update** bring the database the properties name forward (``up``).
+* **Forward only.** An Update whose files are *behind* the database is what a rollback Update looks
+  like (CloudFormation sends the old properties, and the old code, back after a failed update): it
+  succeeds without touching the database and says why.
+* **Delete** drops nothing unless ``OnDelete`` is ``drop``; a Delete for an id this adapter never
+  issued (after a failed Create, or one CloudFormation generated) succeeds at once.
+* The physical id names the server and database, ``dbtool:<host:port or cluster ARN>/<database>``:
+  stable, so a new ``Fingerprint`` is an Update, never a replacement.
+* Errors are phrased in the stack's terms: settings by the properties they came from, next steps as
+  what to fix in the stack (never a CLI variable or a ``./bin`` script).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dbtool.deploy.forward import Spec, drop, forward, project_root, resolve
+from dbtool.errors import DbtoolError
+
+logger = logging.getLogger("dbtool.deploy")
+
+ID_PREFIX = "dbtool:"
+FAILED_CREATE_ID = "dbtool-create-failed"  # a failed Create's id: its Delete has nothing to undo
+TRUE_VALUES = ("true", "1", "yes")
+ON_DELETE = ("retain", "drop")
+# The settings the properties stand in for, named as the stack's author wrote them.
+PROPERTY_LABELS = {
+    "PROD_DB_SECRET_ID": "the SecretArn property",
+    "PROD_DATA_API_CLUSTER_ARN": "the ClusterArn property",
+    "PROD_DB_NAME": "the DatabaseName property",
+    "PROD_CONNECTION_URL": "the Host, Port and DatabaseName properties",
+}
+# The next steps errors name by kind (DbtoolError.remedy), in the stack's terms.
+REMEDIES = {
+    "security-group": "the database's security group must let this function in on the database port "
+    "(check the Host and Port properties, and the function's VPC and subnets)",
+}
+
+
+class PropertyError(DbtoolError):
+    """The custom resource's properties are missing or malformed."""
+
+
+@dataclass(frozen=True)
+class Properties:
+    """The resource's properties, parsed (CloudFormation sends every scalar as a string)."""
+
+    spec: Spec
+    fingerprint: str = ""
+    on_delete: str = "retain"
+
+    @classmethod
+    def parse(cls, properties: dict[str, Any]) -> Properties:
+        secret = str(properties.get("SecretArn") or "").strip()
+        if not secret:
+            raise PropertyError(
+                "the SecretArn property is required", "the secret with the database's username and password"
+            )
+        port = str(properties.get("Port") or "").strip() or None
+        if port is not None and not port.isdigit():
+            raise PropertyError(f"Port must be a number, not {port!r}")
+        spec = Spec(
+            secret_arn=secret,
+            host=_text(properties.get("Host")),
+            port=port,
+            database=_text(properties.get("DatabaseName")),
+            cluster_arn=_text(properties.get("ClusterArn")),
+            seed=str(properties.get("Seed") or "").strip().lower() in TRUE_VALUES,
+        )
+        return cls(spec, str(properties.get("Fingerprint") or ""), on_delete(properties))
+
+
+def on_delete(properties: dict[str, Any]) -> str:
+    """``OnDelete``: ``retain`` (the default) or ``drop``."""
+    value = str(properties.get("OnDelete") or "retain").strip().lower()
+    if value not in ON_DELETE:
+        raise PropertyError(f"OnDelete must be retain or drop, not {value!r}")
+    return value
+
+
+@dataclass
+class Outcome:
+    """What to tell CloudFormation."""
+
+    status: str  # SUCCESS or FAILED
+    physical_id: str
+    data: dict[str, str] = field(default_factory=dict)
+    reason: str = ""
+
+
+def run(
+    request_type: str,
+    properties: dict[str, Any],
+    physical_id: str | None,
+    *,
+    deadline: float | None = None,
+    root: Path | None = None,
+) -> Outcome:
+    """Carry out one request; never raises for a database or property problem (that is a FAILED outcome)."""
+    fallback = physical_id if request_type != "Create" and physical_id else FAILED_CREATE_ID
+    try:
+        if request_type == "Delete":
+            if not (physical_id or "").startswith(ID_PREFIX):
+                never = "nothing to delete: dbtool never created this id"
+                return Outcome("SUCCESS", physical_id or FAILED_CREATE_ID, reason=never)
+            # Leniently: a Delete of an old resource must not fail on a value this version would refuse.
+            if str(properties.get("OnDelete") or "retain").strip().lower() != "drop":
+                return Outcome("SUCCESS", physical_id or "", reason="OnDelete is retain: the database was kept")
+        parsed = Properties.parse(properties)
+        target = resolve(parsed.spec, root or project_root(), PROPERTY_LABELS)
+        new_id = physical_id_of(target)
+        if request_type == "Delete":
+            return _delete(target, physical_id or new_id, new_id)
+        return _converge(request_type, parsed.spec, target, new_id, deadline)
+    except DbtoolError as error:
+        reason = error.phrase(REMEDIES)
+        logger.error("%s failed: %s", request_type, reason)
+        return Outcome("FAILED", fallback, reason=reason)
+
+
+def physical_id_of(target: Any) -> str:
+    return f"{ID_PREFIX}{target.transport.identity}/{target.dbname}"
+
+
+def _converge(request_type: str, spec: Spec, target: Any, physical_id: str, deadline: float | None) -> Outcome:
+    done = forward(target, seed=spec.seed, check_behind=request_type == "Update", deadline=deadline)
+    data = {"DatabaseName": done.database, "MigrationsApplied": str(done.applied), "SchemaVersion": done.schema_version}
+    reason = f"forward only, nothing done: {done.behind}" if done.behind else ""
+    return Outcome("SUCCESS", physical_id, data, reason=reason)
+
+
+def _delete(target: Any, physical_id: str, named: str) -> Outcome:
+    """OnDelete is drop: drop the database, but only the one this resource's id names."""
+    if physical_id != named:
+        return Outcome(
+            "SUCCESS", physical_id, reason=f"the properties name {named}, not this resource: nothing dropped"
+        )
+    what = "dropped" if drop(target) else "was already gone"
+    return Outcome("SUCCESS", physical_id, reason=f"OnDelete is drop: database {target.dbname} {what}")
+
+
+def _text(value: Any) -> str | None:
+    text = str(value).strip() if value is not None else ""
+    return text or None
