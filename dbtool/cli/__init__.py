@@ -3,7 +3,7 @@
 ``main.py`` holds the group, the one place errors become ``error: …`` lines, and the shared options.
 This package's own module imports nothing: ``dbtool --help`` prints ``help.txt``, click's rendering
 of the top-level help at its standard width, without importing click (which alone costs several
-times Python's start-up); ``tests/test_packaging.py`` keeps the copy equal to click's output.
+times Python's start-up); ``tests/cli/test_packaging.py`` keeps the copy equal to click's output.
 Everything else, and the help on a terminal narrower than click's 80 columns, goes through click.
 """
 

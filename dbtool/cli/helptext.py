@@ -1,5 +1,5 @@
 """Render the top-level help as click prints it at its standard width; ``python -m dbtool.cli.helptext`` rewrites
-``help.txt`` with it (``tests/test_packaging.py`` fails until the copy matches)."""
+``help.txt`` with it (``tests/cli/test_packaging.py`` fails until the copy matches)."""
 
 from __future__ import annotations
 

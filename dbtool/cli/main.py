@@ -18,6 +18,7 @@ from typing import Any
 
 import click
 
+from dbtool.commands import MODULES
 from dbtool.errors import DbtoolError, ProductionRefused
 
 TARGET_NAMES = ("local", "prod")
@@ -26,26 +27,7 @@ _secrets: list[Callable[[str], str]] = []
 
 
 # Which module registers each command: running one imports only its module (the help lists them all).
-COMMAND_MODULES = {
-    "create": "database",
-    "drop": "database",
-    "schema-load": "database",
-    "seed": "database",
-    "setup": "database",
-    "up": "database",
-    "connect": "inspect",
-    "sessions": "inspect",
-    "wait": "inspect",
-    "doctor": "inspect",
-    "extensions": "inspect",
-    "update-sg-rule": "aws",
-    "local": "local",
-    "migrate": "migrate",
-    "rollback": "migrate",
-    "schema": "migrate",
-    "deploy": "deploy",
-    "init": "project",
-}
+COMMAND_MODULES = MODULES  # command -> its module in dbtool.cli (dbtool/commands.py)
 
 
 class DbtoolGroup(click.Group):

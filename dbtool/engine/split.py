@@ -193,7 +193,7 @@ class Scanner:
 
     A statement larger than a chunk is read into the same buffer, grown in place (a ``bytearray``),
     and the buffer is let go as soon as the statement is handed out: loading a 100 MB statement holds
-    it about twice (here, then in libpq's send buffer), which ``tests/test_sqlfile.py`` measures.
+    it about twice (here, then in libpq's send buffer), which ``tests/engine/test_sqlfile.py`` measures.
     """
 
     def __init__(self, stream: BinaryIO, chunk_bytes: int = CHUNK_BYTES) -> None:

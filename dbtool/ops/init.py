@@ -16,23 +16,10 @@ from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
 
+from dbtool.commands import SCRIPTS as COMMAND_SCRIPTS
 from dbtool.errors import DbtoolError
 
-# bin script -> the dbtool command it runs
-SCRIPTS = {
-    "db-connect": "connect",
-    "db-create": "create",
-    "db-doctor": "doctor",
-    "db-drop": "drop",
-    "db-migrate": "migrate",
-    "db-rollback": "rollback",
-    "db-schema-load": "schema-load",
-    "db-seed": "seed",
-    "db-sessions": "sessions",
-    "db-setup": "setup",
-    "db-up": "up",
-    "rds-update-sg-rule": "update-sg-rule",
-}
+SCRIPTS = COMMAND_SCRIPTS  # bin script -> the dbtool command it runs
 # project file -> its text in scaffold/
 FILES = {
     "db/schema.sql": "schema.sql",

@@ -22,7 +22,7 @@ from psycopg import sql
 from tests.conftest import DBNAME, REPO, Server, Through
 from tests.helpers import dbtool, error_line
 
-CORPUS = Path(__file__).resolve().parent / "corpus"
+CORPUS = Path(__file__).resolve().parents[1] / "corpus"
 REFERENCE = "reference"
 _PSQL_ERROR = re.compile(r"^psql:(?P<file>.+?):(?P<line>\d+): ERROR:  (?P<message>.*)$", re.M)
 _DBTOOL_ERROR = re.compile(r"^error: (?P<file>[^:]+):(?P<line>\d+):(?P<column>\d+): (?P<message>.*)$")

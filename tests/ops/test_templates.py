@@ -11,8 +11,8 @@ from psycopg import sql
 
 from tests.conftest import DBNAME, Server
 from tests.helpers import dbtool
-from tests.test_migrations import V1, V2
-from tests.test_migrations import write as migration
+from tests.migrations.test_migrations import V1, V2
+from tests.migrations.test_migrations import write as migration
 
 
 def setup(*args: str) -> list[str]:

@@ -19,8 +19,8 @@ from dbtool.deploy import handler, on_event
 from dbtool.deploy.fingerprint import fingerprint
 from tests.conftest import DBNAME, LOCAL_PASSWORD, LOCAL_USER, PROD_PASSWORD, Server
 from tests.helpers import dbtool, error_line
-from tests.test_migrations import V1, V2, applied, tables
-from tests.test_migrations import write as migration
+from tests.migrations.test_migrations import V1, V2, applied, tables
+from tests.migrations.test_migrations import write as migration
 
 
 class Receiver:
@@ -271,7 +271,7 @@ def test_a_delete_never_drops_what_its_id_does_not_name(receiver, secret, local,
     assert last(receiver)["Reason"] == f"the properties name {physical}, not this resource: nothing dropped"
 
 
-WHEELS = Path(__file__).resolve().parent.parent / ".cache" / "lambda-wheels"  # fetched by bin/run-tests
+WHEELS = Path(__file__).resolve().parents[2] / ".cache" / "lambda-wheels"  # fetched by bin/run-tests
 
 
 @pytest.mark.parametrize("python", ["3.11", "3.12"])

@@ -10,28 +10,10 @@ import tomllib
 
 from dbtool import queries
 from dbtool.cli import cli
+from dbtool.commands import COMMANDS as REGISTRY
 from tests.helpers import REPO, dbtool
 
-COMMANDS = [
-    "create",
-    "drop",
-    "schema-load",
-    "seed",
-    "setup",
-    "connect",
-    "sessions",
-    "update-sg-rule",
-    "local",
-    "wait",
-    "doctor",
-    "schema",
-    "migrate",
-    "rollback",
-    "up",
-    "extensions",
-    "deploy",
-    "init",
-]
+COMMANDS = [command.name for command in REGISTRY]
 
 
 HEAVY = ("psycopg", "boto3", "botocore", "rich", "dotenv", "click", "typing")
@@ -137,6 +119,7 @@ LAYERS = {
     "local": 1,
     "targets": 2,
     "engine": 3,
+    "commands": 0,  # dbtool/commands.py, the command table: a floor module
     "app": 4,
     "migrations": 4,
     "ops": 5,
@@ -174,3 +157,14 @@ def test_only_targets_and_engine_ask_which_transport_a_target_has():
         if re.search(r"\.data_api is (?:not )?None", path.read_text()):
             asking.append(str(path.relative_to(REPO)))
     assert asking == []  # the rest asks target.transport what it can do
+
+
+def test_the_command_table_matches_bin_and_the_readme():
+    from dbtool.commands import SCRIPTS
+
+    scripts = {path.name for path in (REPO / "bin").iterdir()} - {"dbtool", "_dbtool", "run-tests"}
+    assert scripts == set(SCRIPTS)
+    readme = (REPO / "README.md").read_text()
+    for script, command in SCRIPTS.items():
+        assert f"`{script.removeprefix('db-')}" in readme or f"`{script}`" in readme, script
+        assert f"`dbtool {command}" in readme, command

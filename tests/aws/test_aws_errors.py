@@ -12,9 +12,9 @@ from botocore.stub import Stubber
 
 from dbtool.aws.clients import AwsError
 from dbtool.aws.sgrule import OWNER_TAG, RuleRequest, update_rule
+from tests.aws.test_sg_rule import FIRST_IP, ingress
 from tests.conftest import Aws
 from tests.helpers import dbtool, error_line, script
-from tests.test_sg_rule import FIRST_IP, ingress
 
 GROUP = "sg-0123456789abcdef0"
 

@@ -91,7 +91,7 @@ def test_only_local_connections_and_a_socket_in_the_project(project_dir):
 
 
 def test_doctor_starts_it_and_checks_it_over_tcp_and_its_socket(project_dir, monkeypatch):
-    from tests.test_doctor import report
+    from tests.ops.test_doctor import report
 
     run = script("db-doctor")
     steps = report(run)

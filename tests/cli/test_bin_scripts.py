@@ -8,23 +8,10 @@ import subprocess
 
 import psycopg
 
+from dbtool.commands import SCRIPTS as COMMAND_SCRIPTS
 from tests.helpers import REPO, dbtool, error_line, script
 
-SCRIPTS = [
-    "db-create",
-    "db-drop",
-    "db-schema-load",
-    "db-seed",
-    "db-setup",
-    "db-connect",
-    "db-sessions",
-    "db-doctor",
-    "db-migrate",
-    "db-rollback",
-    "rds-update-sg-rule",
-    "dbtool",
-    "_dbtool",
-]
+SCRIPTS = [*COMMAND_SCRIPTS, "dbtool", "_dbtool"]
 
 
 def test_scripts_are_posix_sh():

@@ -319,8 +319,8 @@ def test_bad_data_api_configuration_is_one_line(data_api, project, monkeypatch):
 
 
 def test_migrate_status_and_rollback_through_the_data_api(data_api, project, monkeypatch):
-    from tests.test_migrations import V1, V2, applied, last_error, tables
-    from tests.test_migrations import write as migration
+    from tests.migrations.test_migrations import V1, V2, applied, last_error, tables
+    from tests.migrations.test_migrations import write as migration
 
     monkeypatch.setenv("DBTOOL_PROJECT_ROOT", str(project))
     data_api.db.create()
@@ -352,8 +352,8 @@ def test_a_migrate_meeting_another_creating_the_migrations_table_waits_for_it(da
     import psycopg
 
     from dbtool.migrations.runner import LOCK_KEY
-    from tests.test_migrations import V1, applied
-    from tests.test_migrations import write as migration
+    from tests.migrations.test_migrations import V1, applied
+    from tests.migrations.test_migrations import write as migration
 
     monkeypatch.setenv("DBTOOL_PROJECT_ROOT", str(project))
     data_api.db.create()
@@ -382,8 +382,8 @@ def test_five_migrate_processes_through_the_data_api_apply_each_once(data_api, p
     import subprocess
 
     from tests.helpers import REPO
-    from tests.test_migrations import V1, V2, applied, rows
-    from tests.test_migrations import write as migration
+    from tests.migrations.test_migrations import V1, V2, applied, rows
+    from tests.migrations.test_migrations import write as migration
 
     monkeypatch.setenv("DBTOOL_PROJECT_ROOT", str(project))
     data_api.db.create()
@@ -510,7 +510,7 @@ def test_what_the_data_api_would_run_differently_is_refused_with_its_line(data_a
 
 
 def test_standard_conforming_strings_off_through_the_data_api(data_api, project):
-    from tests.test_sqlfile import STRINGS_OFF, loads_as_psql_loads
+    from tests.engine.test_sqlfile import STRINGS_OFF, loads_as_psql_loads
 
     (project / "off.sql").write_text(STRINGS_OFF)
     loads_as_psql_loads(data_api.db, project, "off.sql", "prod", "--yes")

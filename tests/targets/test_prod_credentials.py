@@ -18,7 +18,7 @@ from dbtool.targets.prodauth import _region_of
 from dbtool.targets.resolve import resolve_target
 from tests.conftest import DBNAME, IAM_USER, PROD_PASSWORD, PROD_USER, Aws, Server
 from tests.helpers import dbtool, error_line, script
-from tests.test_connect import SHOW_OWN_ARGV
+from tests.targets.test_connect import SHOW_OWN_ARGV
 
 SECRET_ID = "prod/cruddur/db"
 

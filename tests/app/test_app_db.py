@@ -20,7 +20,7 @@ import dbtool
 from tests.conftest import DBNAME, IAM_USER, LOCAL_PASSWORD, LOCAL_USER, Server
 from tests.helpers import REPO, script
 from tests.helpers import dbtool as cli
-from tests.test_prod_credentials import iam  # noqa: F401  (a fixture)
+from tests.targets.test_prod_credentials import iam  # noqa: F401  (a fixture)
 
 HOME = """
 SELECT activities.uuid, users.handle, activities.message, activities.created_at, activities.likes_count

@@ -13,7 +13,7 @@ import pytest
 from tests.conftest import DBNAME, LOCAL_PASSWORD, LOCAL_USER, PROD_PASSWORD, PROD_USER, Server
 from tests.helpers import REPO, Run, dbtool, script
 from tests.services import BannerPort, BlackholePort, SilentPort, closed_port_url
-from tests.test_prod_credentials import SECRET_ID, console_secret, store_secret
+from tests.targets.test_prod_credentials import SECRET_ID, console_secret, store_secret
 
 STEPS = ["configuration", "dns", "tcp", "ssl", "authentication", "database", "server", "psql"]
 LINE = re.compile(r"^(ok|FAIL|skip)\s+(\S+)\s+(.*)$")

@@ -25,8 +25,8 @@ from dbtool.deploy.fingerprint import fingerprint
 from dbtool.local.cluster import free_port
 from tests.conftest import DBNAME, LOCAL_PASSWORD, LOCAL_USER, REPO, Server
 from tests.helpers import dbtool
-from tests.test_migrations import V1, V2, applied, tables
-from tests.test_migrations import write as migration
+from tests.migrations.test_migrations import V1, V2, applied, tables
+from tests.migrations.test_migrations import write as migration
 
 MINISTACK = REPO / ".cache" / "ministack" / "bin" / "python"  # made by bin/run-tests
 WHEELS = REPO / ".cache" / "lambda-wheels"  # fetched by bin/run-tests
