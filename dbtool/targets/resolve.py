@@ -9,6 +9,7 @@ for production. Resolution order: explicit argument > environment > ``.env`` > d
 from __future__ import annotations
 
 import dataclasses
+import functools
 import getpass
 import ipaddress
 import re
@@ -68,7 +69,7 @@ class Target:
 
         if self.data_api is not None:
             return transport.data_api(self.data_api.cluster_arn)
-        params = self.params
+        params = self.parsed
         return transport.libpq(params.get("host", ""), params.get("port") or str(DEFAULT_PORT))
 
     @property
@@ -83,34 +84,40 @@ class Target:
             return "PRODUCTION"
         return f"protected target {self.name}" if self.protected else ""
 
-    @property
-    def params(self) -> dict[str, str]:
+    @functools.cached_property
+    def parsed(self) -> Mapping[str, str]:
+        """libpq's parse of ``conninfo``, made once (a frozen dataclass may cache: it keeps a ``__dict__``)."""
         from psycopg.conninfo import conninfo_to_dict
 
-        return {key: str(value) for key, value in conninfo_to_dict(self.conninfo).items()}
+        return MappingProxyType({key: str(value) for key, value in conninfo_to_dict(self.conninfo).items()})
+
+    @property
+    def params(self) -> dict[str, str]:
+        """A copy of the parsed connection parameters, for a caller to change."""
+        return dict(self.parsed)
 
     @property
     def password(self) -> str | None:
         """The password for one new connection (a fresh token each time for IAM auth)."""
         if self.password_source is not None:
             return self.password_source()
-        return self.params.get("password")
+        return self.parsed.get("password")
 
     @property
     def display(self) -> str:
         """``user@host:port/db``: how a target is shown anywhere, never with its password."""
         if self.data_api is not None:
             return f"{self.data_api.cluster}/{self.dbname} (RDS Data API)"
-        params = self.params
+        params = self.parsed
         user = params.get("user") or getpass.getuser()
         host = params.get("host") or params.get("hostaddr") or "localhost"
         return f"{user}@{host}:{params.get('port') or 5432}/{self.dbname}"
 
     def conninfo_for(self, dbname: str | None = None, *, with_password: bool = True) -> str:
         """This target's conninfo, optionally on another database or without the password."""
-        from psycopg.conninfo import conninfo_to_dict, make_conninfo
+        from psycopg.conninfo import make_conninfo
 
-        params = conninfo_to_dict(self.conninfo)
+        params: dict[str, object] = dict(self.parsed)
         if dbname is not None:
             params["dbname"] = dbname
         if not with_password:
@@ -121,7 +128,7 @@ class Target:
 
     def redact(self, text: str) -> str:
         """Remove this target's password (and any IAM token it issued) from text that is about to be shown."""
-        return redact_password(text, self.params.get("password") or "", *getattr(self.password_source, "issued", ()))
+        return redact_password(text, self.parsed.get("password") or "", *getattr(self.password_source, "issued", ()))
 
 
 # A password where it stands: in a URL's userinfo, or as a conninfo keyword's value (quoted or not).
