@@ -10,12 +10,12 @@ from typing import Any
 
 
 def handler(event: dict[str, Any], context: Any) -> Any:
-    from dbtool.deploy.handler import handler as run
+    from dbtool.deploy.entry import handler as run
 
     return run(event, context)
 
 
 def on_event(event: dict[str, Any], context: Any) -> Any:
-    from dbtool.deploy.handler import on_event as run
+    from dbtool.deploy.entry import on_event as run
 
     return run(event, context)

@@ -17,9 +17,12 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from dbtool.errors import DbtoolError
 
 logger = logging.getLogger("dbtool.deploy")
 
@@ -72,8 +75,22 @@ def project_root() -> Path:
     return Path(os.environ.get("DBTOOL_PROJECT_ROOT") or os.environ.get("LAMBDA_TASK_ROOT") or ".").resolve()
 
 
-def forward(target: Any, *, seed: bool, check_behind: bool, deadline: float | None) -> Forwarded:
-    """``up``, unless the package is behind the database (with ``check_behind``); never backward."""
+class Stopped(DbtoolError):
+    """The caller gave up on this run (its reply was sent): no further step starts."""
+
+
+def forward(
+    target: Any,
+    *,
+    seed: bool,
+    check_behind: bool,
+    deadline: float | None,
+    stopped: Callable[[], bool] | None = None,
+) -> Forwarded:
+    """``up``, unless the package is behind the database (with ``check_behind``); never backward.
+
+    ``stopped`` is asked before every step and every migration: once it says so, nothing more starts.
+    """
     from dbtool.errors import DatabaseMissing
     from dbtool.migrations.runner import Migrations
     from dbtool.ops.converge import Hooks, up
@@ -89,7 +106,12 @@ def forward(target: Any, *, seed: bool, check_behind: bool, deadline: float | No
     if check_behind and (behind := _behind(target, status)):
         logger.info("left the database alone: %s", behind)
         return Forwarded(target.dbname, _newest(applied), behind=behind)
-    steps = up(target, seed=seed, hooks=Hooks(step=_log_step, message=logger.info))
+
+    def proceed(what: str) -> None:
+        if stopped is not None and stopped():
+            raise Stopped(f"stopped before {what}: the request was already answered (the Lambda's time ran out)")
+
+    steps = up(target, seed=seed, hooks=Hooks(step=_log_step, message=logger.info, proceed=proceed))
     migrate = next((step for step in steps if step.name == "migrate"), None)
     count = int(migrate.outcome.split()[1]) if migrate is not None and migrate.outcome.startswith("applied") else 0
     pending = [entry.version for entry in status if entry.state == "pending"] if status else _all_versions(target)

@@ -79,10 +79,12 @@ class Migrations:
         directory: str = DIRECTORY,
         lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
         report: Report | None = None,
+        before: Callable[[Migration], None] | None = None,
     ) -> None:
         self.target = target
         self.lock_timeout = lock_timeout
         self.report = report or (lambda message: None)
+        self.before = before or (lambda migration: None)  # asked before each one is applied; raising stops
         self.files = read_migrations(target.root, directory)
 
     # -- reading (no lock, no writes) -----------------------------------------------------------
@@ -113,6 +115,7 @@ class Migrations:
             self._check_changed(applied, allow_changed)
             pending = self._pending_in_order(applied, strict)
             for migration in pending:
+                self.before(migration)
                 try:
                     if not self._claim(conn, migration.version, applied=False, transaction=migration.up.transaction):
                         continue  # another run applied it since this one read the table

@@ -58,6 +58,8 @@ class Hooks:
         None
     )
     message: Callable[[str], None] = lambda text: None
+    # Asked before each step and each migration starts (with what is about to start); raising stops the run.
+    proceed: Callable[[str], None] = lambda what: None
 
 
 def setup(target: Target, *, force: bool = False, template: bool = True, hooks: Hooks | None = None) -> list[Step]:
@@ -192,6 +194,7 @@ class _Runner:
     def __call__(self, name: str, work: Callable[[], tuple[str, bool]]) -> Step:
         started = time.perf_counter()
         try:
+            self.hooks.proceed(f"the {name} step")
             outcome, changed = work()
         except DbtoolError:
             self._report(Step(name, "failed", time.perf_counter() - started, failed=True))
@@ -229,7 +232,10 @@ def _migrations(target: Target, hooks: Hooks) -> Any:
         return _NoMigrations()
     from dbtool.migrations.runner import Migrations
 
-    return Migrations(target, report=hooks.message)
+    def before(migration: Any) -> None:
+        hooks.proceed(f"migration {migration.display}")
+
+    return Migrations(target, report=hooks.message, before=before)
 
 
 def _extensions(target: Target, declared: dict[str, str], message: Callable[[str], None]) -> tuple[str, bool]:

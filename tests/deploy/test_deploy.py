@@ -7,103 +7,18 @@ import json
 import logging
 import threading
 import time
-import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import psycopg
 import pytest
 
 from dbtool.deploy import handler, on_event
 from dbtool.deploy.fingerprint import fingerprint
-from tests.conftest import DBNAME, LOCAL_PASSWORD, LOCAL_USER, PROD_PASSWORD, Server
+from tests.conftest import DBNAME, LOCAL_PASSWORD, PROD_PASSWORD
+from tests.deploy.events import Context, event, last
 from tests.helpers import dbtool, error_line
 from tests.migrations.test_migrations import V1, V2, applied, tables
 from tests.migrations.test_migrations import write as migration
-
-
-class Receiver:
-    """CloudFormation's side of the reply: every PUT body and its Content-Type, in order."""
-
-    def __init__(self) -> None:
-        self.replies: list[dict[str, Any]] = []
-        self.sizes: list[int] = []
-        self.content_types: list[str | None] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_PUT(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                receiver.sizes.append(len(body))
-                receiver.content_types.append(self.headers.get("Content-Type"))
-                receiver.replies.append(json.loads(body))
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/cfn-response?X-Amz-SignedHeaders=host"
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-
-class Context:
-    """A Lambda context with a clock."""
-
-    def __init__(self, seconds: float = 300) -> None:
-        self.deadline = time.monotonic() + seconds
-        self.log_stream_name = "2026/12/01/[$LATEST]0123456789abcdef"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return int((self.deadline - time.monotonic()) * 1000)
-
-
-@pytest.fixture
-def receiver() -> Any:
-    found = Receiver()
-    yield found
-    found.close()
-
-
-@pytest.fixture
-def secret(aws, local: Server, project: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    """A secret in the console shape (the port a string), and the project as the Lambda's task root."""
-    monkeypatch.setenv("DBTOOL_PROJECT_ROOT", str(project))
-    monkeypatch.delenv("CONNECTION_URL", raising=False)
-    value = {
-        "engine": "postgres",
-        "username": LOCAL_USER,
-        "password": LOCAL_PASSWORD,
-        "host": "127.0.0.1",
-        "port": str(local.cluster.port),
-        "dbname": DBNAME,
-    }
-    return aws.client("secretsmanager").create_secret(Name="cruddur/db", SecretString=json.dumps(value))["ARN"]
-
-
-def event(receiver: Receiver, request: str, properties: dict[str, str], **extra: Any) -> dict[str, Any]:
-    return {
-        "RequestType": request,
-        "ResponseURL": receiver.url,
-        "StackId": "arn:aws:cloudformation:us-east-1:123456789012:stack/app/1",
-        "RequestId": str(uuid.uuid4()),
-        "ResourceType": "Custom::DbtoolUp",
-        "LogicalResourceId": "Database",
-        "ResourceProperties": {"ServiceToken": "arn:aws:lambda:us-east-1:123456789012:function:up", **properties},
-        **extra,
-    }
-
-
-def last(receiver: Receiver) -> dict[str, Any]:
-    assert receiver.content_types[-1] == "", receiver.content_types  # what the presigned URL was signed for
-    return receiver.replies[-1]
 
 
 def test_the_whole_lifecycle_forward_only(receiver, secret, local, project, caplog):
@@ -176,12 +91,13 @@ def test_a_failed_create_then_its_delete(receiver, secret, local, project):
     assert last(receiver)["Status"] == "SUCCESS" and local.exists()  # nothing dropped for an id never created
 
 
-def test_a_very_long_error_keeps_the_reply_under_the_limit_and_its_end(receiver, secret, local, project):
+def test_a_very_long_error_keeps_the_reply_under_the_limit_its_start_and_its_end(receiver, secret, local, project):
     (project / "db" / "schema.sql").write_text(f"CREATE TABLE a (id int);\nSELECT '{'x' * 6000}'::int;\n")
     handler(event(receiver, "Create", {"SecretArn": secret}), Context())
     failed = last(receiver)
     assert receiver.sizes[-1] <= 4096
-    assert failed["Status"] == "FAILED" and failed["Reason"].startswith("… ")
+    assert failed["Status"] == "FAILED" and failed["Reason"].startswith("db/schema.sql:2:8: invalid input syntax")
+    assert "x … x" in failed["Reason"]
     assert failed["Reason"].endswith("(nothing was changed: the whole file was rolled back)")
 
 
@@ -216,7 +132,7 @@ def test_bad_properties_are_a_failed_reply(receiver, project, monkeypatch):
     assert last(receiver)["Status"] == "FAILED"
     assert last(receiver)["Reason"].startswith("the SecretArn property is required")
     handler(event(receiver, "Create", {"SecretArn": "arn:x", "OnDelete": "destroy"}), Context())
-    assert last(receiver)["Reason"] == "OnDelete must be retain or drop, not 'destroy'"
+    assert last(receiver)["Reason"] == "the OnDelete property must be retain or drop, not 'destroy'"
 
 
 def test_on_event_returns_fields_or_raises(secret, local, project):
@@ -288,7 +204,7 @@ def test_package_holds_the_handler_its_wheels_and_the_project(project, tmp_path,
     assert run.out.startswith(f"wrote {out} (") and "handler dbtool.deploy.handler" in run.out
     names = zipfile.ZipFile(out).namelist()
     for needed in (
-        "dbtool/deploy/handler.py",
+        "dbtool/deploy/entry.py",
         "dbtool/queries/xact_lock.sql",
         "db/schema.sql",
         "db/seed.sql",
@@ -307,8 +223,8 @@ def test_package_holds_the_handler_its_wheels_and_the_project(project, tmp_path,
     zipfile.ZipFile(out).extractall(unpacked)
     probe = (
         "import sys; sys.path[:0] = [sys.argv[1]]\n"
-        "import dbtool.deploy.handler, psycopg\n"
-        "print(psycopg.pq.__impl__, dbtool.deploy.handler.__file__.startswith(sys.argv[1]))"
+        "import dbtool.deploy.entry, psycopg\n"
+        "print(psycopg.pq.__impl__, dbtool.deploy.entry.__file__.startswith(sys.argv[1]))"
     )
     # -I: no user site, no environment; -S: not even this machine's site-packages, only the package.
     result = subprocess.run([sys.executable, "-I", "-S", "-c", probe, str(unpacked)], capture_output=True, text=True)
