@@ -9,6 +9,7 @@ The zip is reproducible: sorted entries, fixed timestamps.
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -27,6 +28,11 @@ REQUIREMENTS = ("psycopg[binary]>=3.1,<4", "python-dotenv>=1.0")
 LEFT_OUT = ("cli", "__pycache__")
 PROJECT_FILES = ("db", "dbtool.toml")
 FIXED_TIME = (2020, 1, 1, 0, 0, 0)
+# What the package was built for, read by the CDK construct (dbtool.cdk) to choose the function's runtime.
+MANIFEST = "dbtool-package.json"
+# Console scripts (pip's bin/) carry the builder's interpreter path in their shebang: left out, and so are
+# their lines in a wheel's RECORD, so that builds on different machines give the same bytes.
+SCRIPTS = "bin"
 
 
 class PackageError(DbtoolError):
@@ -61,6 +67,9 @@ def build_package(
                 shutil.copytree(source, staging / name)
             elif source.is_file():
                 shutil.copy2(source, staging / name)
+        shutil.rmtree(staging / SCRIPTS, ignore_errors=True)
+        _forget_scripts(staging)
+        (staging / MANIFEST).write_text(json.dumps({"python": python, "architecture": arch}, sort_keys=True) + "\n")
         count = _zip(staging, out)
     return Package(out, out.stat().st_size, count)
 
@@ -82,6 +91,13 @@ def _copy_dbtool(destination: Path) -> None:
 
     source = Path(dbtool.__file__).parent
     shutil.copytree(source, destination, ignore=shutil.ignore_patterns(*LEFT_OUT, "*.pyc"))
+
+
+def _forget_scripts(staging: Path) -> None:
+    """Drop the RECORD lines of files installed outside the target (the scripts: ``../../bin/…``)."""
+    for record in staging.glob("*.dist-info/RECORD"):
+        lines = record.read_text().splitlines(keepends=True)
+        record.write_text("".join(line for line in lines if not line.startswith("../")))
 
 
 def _zip(staging: Path, out: Path) -> int:

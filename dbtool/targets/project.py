@@ -51,6 +51,15 @@ def database_files(root: Path) -> list[Path]:
     return sorted(found, key=lambda path: path.relative_to(root).as_posix())
 
 
+def database_name_from(root: Path) -> str:
+    """A database name for a project that names none: its directory's, as a plain lower-case identifier."""
+    import re
+
+    name = re.sub(r"[^a-z0-9_]+", "_", root.resolve().name.lower()).strip("_")
+    name = re.sub(r"^[0-9_]+", "", name)[:63].rstrip("_")
+    return name or "app"
+
+
 def is_project(directory: Path) -> bool:
     """Whether ``directory`` holds one of the project markers."""
     return any((directory / marker).exists() for marker in ROOT_MARKERS)

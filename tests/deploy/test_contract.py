@@ -147,3 +147,18 @@ def test_no_secret_in_any_log_at_debug(receiver, secret, local, caplog):
     assert "DEBUG    botocore" in caplog.text  # botocore did log at DEBUG
     assert "(a record of botocore.parsers withheld by dbtool: it holds a secret)" in caplog.text
     assert LOCAL_PASSWORD not in caplog.text
+
+
+def test_a_cluster_still_being_created_is_waited_for(receiver, data_api, project, monkeypatch):
+    """A writer that does not exist yet (404) or is not available (504 on BeginTransaction) is waited for."""
+    monkeypatch.setenv("DBTOOL_PROJECT_ROOT", str(project))
+    monkeypatch.delenv("PROD_DATA_API_CLUSTER_ARN")
+    monkeypatch.delenv("PROD_DB_SECRET_ID")
+    data_api.server.fail_next("DatabaseNotFoundException", "The cluster has no writer", status=404, count=2)
+    properties = {
+        "SecretArn": data_api.secret_arn,
+        "ClusterArn": "arn:aws:rds:us-east-1:123456789012:cluster:cruddur-aurora",
+    }
+    handler(event(receiver, "Create", properties), Context())
+    assert last(receiver)["Status"] == "SUCCESS", last(receiver)
+    assert data_api.db.exists()

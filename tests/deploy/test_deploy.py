@@ -14,7 +14,7 @@ import pytest
 
 from dbtool.deploy import handler, on_event
 from dbtool.deploy.fingerprint import fingerprint
-from tests.conftest import DBNAME, LOCAL_PASSWORD, PROD_PASSWORD
+from tests.conftest import DBNAME, LOCAL_PASSWORD, PROD_PASSWORD, REPO
 from tests.deploy.events import Context, event, last
 from tests.helpers import dbtool, error_line
 from tests.migrations.test_migrations import V1, V2, applied, tables
@@ -258,3 +258,30 @@ def test_reasons_name_properties_never_cli_variables_or_scripts(receiver, aws, d
     handler(event(receiver, "Create", {"SecretArn": gone}), Context(seconds=15))
     reason = last(receiver)["Reason"]
     assert "./bin/" not in reason and "PROD_" not in reason and "security group" in reason, reason
+
+
+def test_package_builds_are_the_same_bytes_from_any_interpreter_path(project, tmp_path):
+    """pip writes console scripts whose shebang is the builder's interpreter: they are left out, with their
+    RECORD lines, so two machines (here: two virtual environments) build the same zip; the manifest says what
+    it was built for."""
+    import json
+    import os
+    import subprocess
+    import sys
+    import sysconfig
+    import zipfile
+
+    other = tmp_path / "elsewhere" / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(other)], check=True)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), sysconfig.get_paths()["purelib"]])}
+    outs = []
+    for python in (sys.executable, str(other / "bin" / "python")):
+        out = tmp_path / f"{len(outs)}.zip"
+        command = [python, "-m", "dbtool", "deploy", "package", "--out", str(out), "--find-links", str(WHEELS)]
+        result = subprocess.run(command, cwd=project, env=env, capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+        outs.append(out)
+    assert outs[0].read_bytes() == outs[1].read_bytes()
+    archive = zipfile.ZipFile(outs[0])
+    assert not [name for name in archive.namelist() if name.startswith("bin/")]
+    assert json.loads(archive.read("dbtool-package.json")) == {"architecture": "x86_64", "python": "3.12"}
