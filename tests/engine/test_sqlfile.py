@@ -393,6 +393,12 @@ def dbtool_sessions(server) -> int:
         return conn.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'dbtool'").fetchone()[0]
 
 
+def terminal_sigint() -> None:
+    """In the child: Ctrl-C as a terminal delivers it. A suite started as a background job (``cmd &`` without
+    job control) ignores SIGINT, and an ignored signal is inherited across exec: the load would never hear it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def interrupted(process: subprocess.Popen) -> tuple[int, str]:
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=30)
@@ -403,7 +409,9 @@ def test_ctrl_c_during_a_statement_leaves_nothing(local, project):
     local.create()
     rows = "".join(f"INSERT INTO t VALUES ({i});\n" for i in range(1000))
     (project / "slow.sql").write_text(f"CREATE TABLE t (id int);\n{rows}SELECT pg_sleep(60);\n{rows}")
-    process = subprocess.Popen([str(REPO / "bin" / "db-seed"), "--file", "slow.sql"], stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        [str(REPO / "bin" / "db-seed"), "--file", "slow.sql"], stderr=subprocess.PIPE, preexec_fn=terminal_sigint
+    )
     wait_for(lambda: busy(local, "wait_event = 'PgSleep'"), "the load to reach pg_sleep")
     code, err = interrupted(process)
     assert code == 130
@@ -416,7 +424,9 @@ def test_ctrl_c_during_copy_leaves_nothing(local, project):
     local.create()
     fifo = project / "data.fifo"
     os.mkfifo(fifo)
-    process = subprocess.Popen([str(REPO / "bin" / "db-seed"), "--file", str(fifo)], stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        [str(REPO / "bin" / "db-seed"), "--file", str(fifo)], stderr=subprocess.PIPE, preexec_fn=terminal_sigint
+    )
     with open(fifo, "wb") as writer:
         writer.write(b"CREATE TABLE t (id int);\nCOPY t FROM stdin;\n" + b"1\n" * 100_000)
         writer.flush()
