@@ -101,7 +101,7 @@ def workdir() -> Iterator[Path]:
     shutil.rmtree(path, ignore_errors=True)
 
 
-def _start(
+def start_server(
     workdir: Path, name: str, user: str, password: str, *, ssl: bool, hba_first: tuple[str, ...] = ()
 ) -> Cluster:
     cluster = Cluster(workdir / name, free_port(), find_bindir(), service_user())
@@ -165,7 +165,7 @@ def iam_verifier() -> Iterator[IamTokenVerifier]:
 
 @pytest.fixture(scope="session")
 def local_server(workdir: Path) -> Iterator[Server]:
-    cluster = _start(workdir, "local", LOCAL_USER, LOCAL_PASSWORD, ssl=False)
+    cluster = start_server(workdir, "local", LOCAL_USER, LOCAL_PASSWORD, ssl=False)
     yield Server(cluster, LOCAL_USER, LOCAL_PASSWORD, ssl=False)
     cluster.stop()
 
@@ -173,7 +173,7 @@ def local_server(workdir: Path) -> Iterator[Server]:
 @pytest.fixture(scope="session")
 def prod_server(workdir: Path, pki: Path, iam_verifier: IamTokenVerifier) -> Iterator[Server]:
     iam = (iam_verifier.hba_line(IAM_USER),)
-    cluster = _start(workdir, "prod", PROD_USER, PROD_PASSWORD, ssl=True, hba_first=iam)
+    cluster = start_server(workdir, "prod", PROD_USER, PROD_PASSWORD, ssl=True, hba_first=iam)
     iam_verifier.endpoint = f"127.0.0.1:{cluster.port}"
     server = Server(cluster, PROD_USER, PROD_PASSWORD, ssl=True, ca_file=pki / "ca.crt")
     with server.admin() as conn:

@@ -3,96 +3,34 @@ Lambdas as subprocesses, no Docker), the function built by ``dbtool deploy packa
 secret in its Secrets Manager, the real PostgreSQL the suite starts. CloudFormation itself sends Create, Update,
 the rollback Update after a failed one, and Delete, and reads the replies the function PUTs back.
 
-ministack pins botocore exactly, so it lives in its own virtual environment (``.cache/ministack``, made by
-``bin/run-tests``) and runs as a server process on loopback; the Lambda runs under its Python, with its botocore,
-as Lambda's runtime provides boto3 and botocore beside the package.
+These stacks are hand-written around the function (a secret naming the suite's server); ``test_readme_stack``
+deploys the README's CDK stack itself. ministack's setup: ``tests/deploy/ministack.py``.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import time
-import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
 
 from dbtool.deploy.fingerprint import fingerprint
-from dbtool.local.cluster import free_port
-from tests.conftest import DBNAME, LOCAL_PASSWORD, LOCAL_USER, REPO, Server
+from tests.conftest import DBNAME, LOCAL_PASSWORD, LOCAL_USER, Server
+from tests.deploy.ministack import WHEELS, Cloud, Ministack
 from tests.helpers import dbtool
 from tests.migrations.test_migrations import V1, V2, applied, tables
 from tests.migrations.test_migrations import write as migration
 
-MINISTACK = REPO / ".cache" / "ministack" / "bin" / "python"  # made by bin/run-tests
-WHEELS = REPO / ".cache" / "lambda-wheels"  # fetched by bin/run-tests
 ROLE = "arn:aws:iam::123456789012:role/dbtool-up"
-FINAL = {"CREATE_COMPLETE", "UPDATE_COMPLETE", "UPDATE_ROLLBACK_COMPLETE", "ROLLBACK_COMPLETE", "DELETE_COMPLETE"}
-FINAL |= {"CREATE_FAILED", "ROLLBACK_FAILED", "UPDATE_ROLLBACK_FAILED", "DELETE_FAILED"}
 
 
-@pytest.fixture(scope="session")
-def ministack(workdir: Path) -> Iterator[tuple[str, str]]:
-    """ministack's endpoint, and its Python's version, which the Lambdas run under."""
-    assert MINISTACK.exists(), "run ./bin/run-tests: it installs ministack, which these tests run stacks on"
-    version = subprocess.run(
-        [str(MINISTACK), "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    assert version in ("3.11", "3.12"), (
-        f"ministack runs on Python {version}; bin/run-tests fetches Lambda wheels for 3.11 and 3.12"
-    )
-    port = free_port()
-    home = workdir / "ministack"
-    home.mkdir()
-    env = {
-        "PATH": os.environ["PATH"],
-        "HOME": str(home),
-        "GATEWAY_PORT": str(port),
-        "BIND_HOST": "127.0.0.1",
-        "MINISTACK_HOST": "127.0.0.1",  # the ResponseURL's host
-        "LAMBDA_EXECUTOR": "local",
-        "AWS_ACCESS_KEY_ID": "test",
-        "AWS_SECRET_ACCESS_KEY": "test",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }
-    log = (home / "ministack.log").open("wb")
-    process = subprocess.Popen([str(MINISTACK), "-m", "ministack"], cwd=home, env=env, stdout=log, stderr=log)
-    endpoint = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            urllib.request.urlopen(f"{endpoint}/_ministack/health", timeout=2).close()
-            break
-        except OSError as error:
-            if process.poll() is not None or time.monotonic() > deadline:
-                log_text = (home / "ministack.log").read_text()[-3000:]
-                raise RuntimeError(f"ministack did not start:\n{log_text}") from error
-            time.sleep(0.2)
-    yield endpoint, version
-    process.terminate()
-    process.wait(timeout=10)
-    log.close()
+class HandWritten(Cloud):
+    """A hand-written template around the function, and a bucket for its packages."""
 
-
-class Cloud:
-    """boto3 clients on ministack, and a bucket for the function's packages."""
-
-    def __init__(self, endpoint: str, python: str) -> None:
-        self.python = python
-        import boto3
-
-        session = boto3.Session(aws_access_key_id="test", aws_secret_access_key="test", region_name="us-east-1")
-        self.cloudformation = session.client("cloudformation", endpoint_url=endpoint)
-        self.s3 = session.client("s3", endpoint_url=endpoint)
-        self.secrets = session.client("secretsmanager", endpoint_url=endpoint)
-        self.cloudwatch = session.client("logs", endpoint_url=endpoint)
+    def __init__(self, ministack: Ministack) -> None:
+        super().__init__(ministack)
         self.bucket = f"assets-{time.monotonic_ns()}"
         self.s3.create_bucket(Bucket=self.bucket)
 
@@ -133,44 +71,17 @@ class Cloud:
             }
         )
 
-    def settle(self, stack: str) -> str:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            status = self.cloudformation.describe_stacks(StackName=stack)["Stacks"][0]["StackStatus"]
-            if status in FINAL:
-                return status
-            time.sleep(0.2)
-        raise AssertionError(f"{stack} did not settle")
-
-    def outputs(self, stack: str) -> dict[str, str]:
-        found = self.cloudformation.describe_stacks(StackName=stack)["Stacks"][0].get("Outputs", [])
-        return {output["OutputKey"]: output["OutputValue"] for output in found}
-
-    def logs(self) -> str:
-        """Everything the functions logged, in order."""
-        lines = []
-        for group in self.cloudwatch.describe_log_groups(logGroupNamePrefix="/aws/lambda/")["logGroups"]:
-            found = self.cloudwatch.filter_log_events(logGroupName=group["logGroupName"])["events"]
-            lines += [(event["timestamp"], event["message"].rstrip("\n")) for event in found]
-        return "\n".join(message for _, message in sorted(lines, key=lambda line: line[0]))
-
-    def events(self, stack: str) -> list[tuple[str, str, str]]:
-        """(resource, status, reason) for the custom resource, oldest first."""
-        found = self.cloudformation.describe_stack_events(StackName=stack)["StackEvents"]
-        return [
-            (event["LogicalResourceId"], event["ResourceStatus"], event.get("ResourceStatusReason", ""))
-            for event in reversed(found)
-            if event["LogicalResourceId"] == "Database"
-        ]
+    def events(self, stack: str) -> list[tuple[str, str, str]]:  # type: ignore[override]
+        return super().events(stack, "Database")
 
 
 @pytest.fixture
-def cloud(ministack: tuple[str, str], local: Server) -> Cloud:
-    return Cloud(*ministack)
+def cloud(ministack: Ministack, local: Server) -> HandWritten:
+    return HandWritten(ministack)
 
 
 @pytest.fixture
-def secret(cloud: Cloud, local: Server) -> str:
+def secret(cloud: HandWritten, local: Server) -> str:
     value = {
         "engine": "postgres",
         "username": LOCAL_USER,
