@@ -13,6 +13,7 @@ import hashlib
 from pathlib import Path
 
 from dbtool.targets.project import database_files
+from dbtool.textfile import read_bytes
 
 DECLARATION = "dbtool.toml"
 
@@ -30,6 +31,6 @@ def fingerprint(root: Path) -> str:
     digest = hashlib.sha256()
     for path in project_files(root):
         name = path.relative_to(root).as_posix().encode()
-        data = path.read_bytes().replace(b"\r\n", b"\n")
+        data = read_bytes(path).replace(b"\r\n", b"\n")
         digest.update(len(name).to_bytes(4, "big") + name + len(data).to_bytes(8, "big") + data)
     return digest.hexdigest()

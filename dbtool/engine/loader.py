@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from dbtool.engine.readahead import read_ahead
 from dbtool.engine.session import Session, SqlError
@@ -125,7 +125,9 @@ def open_sql(path: Path | str) -> Iterator[BinaryIO]:
     # Unbuffered: a buffered reader's close() waits for a read blocked in the read-ahead thread
     # (a pipe whose writer is idle), which would hang Ctrl-C; one read() is one system call here.
     if str(path) == STDIN:
-        yield getattr(sys.stdin.buffer, "raw", sys.stdin.buffer)
+        if sys.stdin is None:  # started with descriptor 0 closed
+            raise SqlFileError("standard input is closed", "pipe the SQL in, or pass --file PATH")
+        yield _Checked(getattr(sys.stdin.buffer, "raw", sys.stdin.buffer), "standard input")  # type: ignore[misc]
         return
     try:
         stream = open(path, "rb", buffering=0)  # noqa: SIM115 - closed below, after the load
@@ -134,7 +136,26 @@ def open_sql(path: Path | str) -> Iterator[BinaryIO]:
     except OSError as error:
         raise SqlFileError(f"cannot read SQL file {path}: {error.strerror}") from None
     with stream:
-        yield stream
+        yield _Checked(stream, f"SQL file {path}")  # type: ignore[misc]
+
+
+class _Checked:
+    """A stream whose read errors (an I/O error part way, standard input that is a directory) are one error
+    naming it; the load they interrupt rolls back as for any error."""
+
+    def __init__(self, raw: BinaryIO, name: str) -> None:
+        self._raw, self._name = raw, name
+
+    def readinto(self, buffer: Any) -> int | None:
+        try:
+            return self._raw.readinto(buffer)  # type: ignore[attr-defined,no-any-return]
+        except OSError as error:
+            raise SqlFileError(f"cannot read {self._name}: {error.strerror or error}") from None
+
+    readinto1 = readinto
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._raw, name)
 
 
 def source_size(path: Path | str) -> int | None:

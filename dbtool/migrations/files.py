@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from dbtool.errors import DbtoolError
+from dbtool.textfile import read_bytes
 
 DIRECTORY = "db/migrations"
 FILENAME = re.compile(r"^(?P<version>\d+)_(?P<name>[^/]+)\.sql$")
@@ -89,7 +90,7 @@ def read_migrations(root: Path, directory: str = DIRECTORY) -> list[Migration]:
 
 
 def parse(path: Path, version: str, name: str, display: str) -> Migration:
-    data = path.read_bytes()
+    data = read_bytes(path)
     lines = data.splitlines(keepends=True)
     markers: list[tuple[int, str, bool]] = []  # (0-based line, kind, transaction)
     for index, line in enumerate(lines):

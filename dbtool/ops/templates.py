@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from dbtool import __version__, queries
 from dbtool.engine.session import SqlError
 from dbtool.ops.admin import DROP, DROP_FORCE, FORCE_MIN_SERVER_VERSION
+from dbtool.textfile import read_bytes
 
 if TYPE_CHECKING:
     from dbtool.engine.session import Session
@@ -98,7 +99,7 @@ def fingerprint(target: Target, extensions: dict[str, str], *, server_version: i
     _add(digest, json.dumps(facts, sort_keys=True).encode())
     for path in database_files(target.root):
         _add(digest, path.relative_to(target.root).as_posix().encode())
-        _add(digest, path.read_bytes())
+        _add(digest, read_bytes(path))
     return digest.hexdigest()
 
 

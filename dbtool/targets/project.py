@@ -150,8 +150,12 @@ def project_of(config: Config) -> Project:
 def _read_dotenv(path: Path) -> dict[str, str]:
     if not path.is_file():
         return {}
+    import io
+
     from dotenv import dotenv_values
 
+    from dbtool.textfile import read_utf8
+
     # No ${VAR} interpolation: a password containing "$" must arrive exactly as written.
-    values = dotenv_values(path, interpolate=False)
+    values = dotenv_values(stream=io.StringIO(read_utf8(path)), interpolate=False)
     return {key: value for key, value in values.items() if value is not None}
