@@ -15,6 +15,7 @@ from dbtool.cli.main import (
     target_argument,
     target_command,
 )
+from dbtool.cli.usage import unknown_target
 
 
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
@@ -23,7 +24,10 @@ def connect(args: tuple[str, ...]) -> None:
     """Open psql on the target; other arguments go to psql.  Example: dbtool connect prod -c 'select 1'"""
     from dbtool.targets.psql import exec_psql
 
-    name, rest = (args[0], args[1:]) if args and args[0] in known_targets() else ("local", args)
+    known = known_targets()
+    if args and not args[0].startswith("-") and args[0] not in known:  # psql's own words start with "-"
+        raise click.UsageError(unknown_target(args[0], known))
+    name, rest = (args[0], args[1:]) if args and args[0] in known else ("local", args)
     exec_psql(resolve(name), rest)
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import click
 
+from dbtool.cli.usage import hoist_global_options, unknown_target
 from dbtool.commands import MODULES
 from dbtool.errors import DbtoolError, ProductionRefused
 
@@ -44,6 +45,21 @@ class DbtoolGroup(click.Group):
             importlib.import_module(f"dbtool.cli.{COMMAND_MODULES[cmd_name]}")
         return super().get_command(ctx, cmd_name)
 
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The commands by section (``dbtool/commands.py``), each description whole: wrapped, never cut."""
+        from dbtool.commands import COMMANDS, SECTIONS, START
+
+        for section in SECTIONS:
+            rows = []
+            for entry in (entry for entry in COMMANDS if entry.section == section):
+                command = self.get_command(ctx, entry.name)
+                if command is not None and not command.hidden:
+                    rows.append((entry.name, command.get_short_help_str(limit=10_000)))
+            with formatter.section(section):
+                if section == START:
+                    formatter.write_text(START_NOTE)
+                formatter.write_dl(rows)
+
     def remedies(self, argv: list[str]) -> dict[str, str]:
         """The CLI's words for remedies; ``--file`` only when the command run takes it."""
         found = dict(REMEDIES)
@@ -57,7 +73,7 @@ class DbtoolGroup(click.Group):
         return found
 
     def main(self, args: Any = None, prog_name: str | None = None, **extra: Any) -> Any:  # type: ignore[override]
-        argv = list(sys.argv[1:] if args is None else args)
+        argv = hoist_global_options(list(sys.argv[1:] if args is None else args))
         debug = "--debug" in argv or bool(os.environ.get("DBTOOL_DEBUG"))
         extra["standalone_mode"] = False
         try:
@@ -84,6 +100,7 @@ class DbtoolGroup(click.Group):
         sys.exit(code if isinstance(code, int) else 0)
 
 
+START_NOTE = "setup resets the database (drops and rebuilds it); up only moves it forward and never drops."
 # The next steps an error names by kind (DbtoolError.remedy), in the CLI's words.
 REMEDIES = {
     "security-group": "the RDS security group may not allow this IP: run ./bin/rds-update-sg-rule",
@@ -164,7 +181,7 @@ class TargetName(click.ParamType):
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
         known = known_targets()
         if value not in known:
-            self.fail(f"unknown target {value!r} (known: {', '.join(known)})", param, ctx)
+            self.fail(unknown_target(value, known), param, ctx)
         return str(value)
 
 

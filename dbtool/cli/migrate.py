@@ -13,12 +13,14 @@ import click
 from dbtool.cli.main import (
     cli,
     confirm_plan,
+    known_targets,
     project_root,
     resolve,
     sql_path,
     target_argument,
     yes_option,
 )
+from dbtool.cli.usage import did_you_mean
 
 
 class DefaultGroup(click.Group):
@@ -30,6 +32,13 @@ class DefaultGroup(click.Group):
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         if not args or (args[0] not in self.commands and args[0] not in ctx.help_option_names):
+            if args and not args[0].startswith("-") and args[0] not in (targets := known_targets()):
+                commands = sorted(self.commands)
+                raise click.UsageError(
+                    f"no command or target {args[0]!r} ({did_you_mean(args[0], commands + targets)}"
+                    f"commands: {', '.join(commands)}; targets: {', '.join(targets)})",
+                    ctx,
+                )
             args = [self.default, *args]
         return super().parse_args(ctx, args)
 

@@ -85,3 +85,86 @@ def test_reading_a_closed_stdin_is_one_line(local: Server, project):
     run = run_dbtool("schema-load", "--file", "-", cwd=project, env={"CONNECTION_URL": local.url()}, close_stdin=True)
     assert run.code == 1
     assert error_line(run) == "error: standard input is closed (pipe the SQL in, or pass --file PATH)"
+
+
+# -- items 6 and 8: typos ------------------------------------------------------------------------------------
+
+
+def test_a_mistyped_target_for_connect_is_a_usage_error_not_a_local_session(local: Server, project):
+    local.create()  # in a process of its own: connect execs psql, which would replace pytest
+    run = run_dbtool("connect", "prdo", "-c", "select 1", cwd=project, env={"CONNECTION_URL": local.url()})
+    assert run.code == 2
+    assert error_line(run) == (
+        "error: unknown target 'prdo' (did you mean 'prod'? known: local, prod) (see 'dbtool connect --help')"
+    )
+
+
+def test_connect_still_passes_psql_options_to_psql(local: Server, project):
+    local.create()
+    run = run_dbtool("connect", "-tAc", "select 40 + 2", cwd=project, env={"CONNECTION_URL": local.url()})
+    assert (run.code, run.out.strip()) == (0, "42"), run.all
+
+
+def test_a_mistyped_command_suggests_the_command():
+    run = dbtool("seteup")
+    assert run.code == 2
+    assert (
+        error_line(run)
+        == "error: No such command 'seteup'. (Did you mean one of: 'seed', 'setup'?) (see 'dbtool --help')"
+    )
+
+
+def test_a_mistyped_migrate_command_is_not_taken_for_a_target(project):
+    run = dbtool("migrate", "stauts")
+    assert run.code == 2
+    assert error_line(run) == (
+        "error: no command or target 'stauts' (did you mean 'status'? commands: new, status, up; "
+        "targets: local, prod) (see 'dbtool migrate --help')"
+    )
+
+
+def test_a_mistyped_target_suggests_the_target(project):
+    run = dbtool("migrate", "status", "prdo")
+    assert run.code == 2
+    assert "unknown target 'prdo' (did you mean 'prod'? known: local, prod)" in error_line(run)
+
+
+# -- item 8: the help, and the global options after the command ----------------------------------------------
+
+
+def test_the_help_groups_the_commands_and_cuts_no_description():
+    import re
+
+    from dbtool.commands import COMMANDS
+
+    text = dbtool("--help").out
+    headings = [line for line in text.splitlines() if line.endswith(":") and not line.startswith(" ")]
+    assert headings == ["Options:", "Start here:", "Daily:", "Migrations:", "AWS and deploy:"]
+    start, rest = text.split("Start here:")[1].split("Daily:")
+
+    def names(part: str) -> list[str]:
+        return re.findall(r"(?m)^  ([a-z-]+)  +\S", part)
+
+    assert names(start) == ["init", "setup", "up"]
+    note = "setup resets the database (drops and rebuilds it); up only moves it forward and never drops."
+    assert note in " ".join(start.split())
+    assert sorted(names(start) + names(rest)) == sorted(command.name for command in COMMANDS)
+    assert "..." not in text.split("Options:")[1] and "…" not in text
+
+
+def test_the_help_file_printed_without_click_is_the_same(monkeypatch):
+    from dbtool.cli import HELP_FILE
+    from dbtool.cli.helptext import render
+
+    assert Path(HELP_FILE).read_text(encoding="utf-8") == render()
+
+
+def test_global_options_work_after_the_command_as_bin_scripts_pass_them(project):
+    from tests.helpers import script
+
+    env = {"DBTOOL_PROJECT_ROOT": str(project)}
+    debug = script("db-create", "--debug", env=env)  # no CONNECTION_URL: with --debug, the traceback
+    assert debug.code == 1 and "Traceback" in debug.err and "TargetNotConfigured" in debug.err
+    bad = script("db-create", "--connect-timeout", "soon", env=env)
+    assert bad.code == 2 and "Invalid value for '--connect-timeout'" in error_line(bad)
+    assert dbtool("create", "--connect-timeout=soon").code == 2
