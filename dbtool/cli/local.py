@@ -19,14 +19,18 @@ def local() -> None:
 
 
 @local.command("start")
-@click.option("--database", default=None, help="Database name for the printed URL (default: cruddur).")
+@click.option(
+    "--database", default=None, help="Database name for the printed URL (default: the project directory's name)."
+)
 def local_start(database: str | None) -> None:
     """Start it (initdb on first use) and print `export CONNECTION_URL=…`.  Example: dbtool local start"""
-    from dbtool.local.server import DEFAULT_DATABASE, LocalServer
+    from dbtool.local.server import LocalServer
+    from dbtool.targets.project import database_name_from
 
     server = LocalServer(project_root())
+    name = database or server.database_name(database_name_from(server.root))
     port = server.start()
-    click.echo(f"export CONNECTION_URL='{server.url(database or DEFAULT_DATABASE, port)}'")
+    click.echo(f"export CONNECTION_URL='{server.url(name, port)}'")
 
 
 @local.command("stop")

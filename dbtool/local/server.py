@@ -34,7 +34,8 @@ from dbtool.local.cluster import Cluster, find_bindir, free_port, service_user
 
 STATE_DIR = ".dbtool"
 SUPERUSER = "postgres"
-DEFAULT_DATABASE = "cruddur"
+LEGACY_DATABASE = "cruddur"  # every project's database before the name was the project's own
+DATABASE_FILE = "database"  # in .dbtool/: the database's name, chosen once
 DATABASE_VARIABLE = "DBTOOL_LOCAL_DATABASE"
 SWITCH_VARIABLE = "DBTOOL_LOCAL_SERVER"  # "off": no embedded server, CONNECTION_URL is required
 TRUST_LOCAL = ("local all all trust", "host all all 127.0.0.1/32 trust")
@@ -86,6 +87,21 @@ class LocalServer:
     @property
     def created(self) -> bool:
         return (self.datadir / "PG_VERSION").is_file()
+
+    def database_name(self, default: str) -> str:
+        """The database's name: the one remembered in ``.dbtool/database``, else ``default`` (the project's), which
+        is then remembered, so renaming the directory later changes nothing. A server made before the name was
+        remembered keeps the one every project had then."""
+        path = self.state / DATABASE_FILE
+        with contextlib.suppress(OSError):
+            remembered = path.read_text().strip()
+            if remembered:
+                return remembered
+        name = LEGACY_DATABASE if self.created else default
+        with contextlib.suppress(OSError):  # unwritable: the same default is derived next time
+            self.state.mkdir(exist_ok=True)
+            path.write_text(name + "\n")
+        return name
 
     def url(self, dbname: str, port: int) -> str:
         from urllib.parse import quote

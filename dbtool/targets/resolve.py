@@ -382,9 +382,11 @@ def _embedded_allowed(config: Config) -> bool:
 
 def _embedded_url(config: Config, sources: dict[str, str]) -> str:
     """The embedded server's URL, starting the server when it is not running."""
-    from dbtool.local.server import DATABASE_VARIABLE, DEFAULT_DATABASE, STATE_DIR, LocalServer
+    from dbtool.local.server import DATABASE_VARIABLE, STATE_DIR, LocalServer
+    from dbtool.targets.project import database_name_from
 
     server = LocalServer(config.root)
+    dbname = config.value(DATABASE_VARIABLE) or server.database_name(database_name_from(config.root))
     port, started = server.ensure_running()
     where = f"{server.home}" if server.outside else f"{STATE_DIR}/"
     sources["url"] = f"the project's own server in {where} (CONNECTION_URL is not set)"
@@ -392,7 +394,7 @@ def _embedded_url(config: Config, sources: dict[str, str]) -> str:
         where = f"{server.home}" if server.outside else f"{STATE_DIR}/"  # after a first start, where it went
         why = f", outside the project: its server user cannot reach {STATE_DIR}/" if server.outside else ""
         sources["started"] = f"started the project's PostgreSQL in {where} on port {port}{why}"
-    return server.url(config.value(DATABASE_VARIABLE) or DEFAULT_DATABASE, port)
+    return server.url(dbname, port)
 
 
 def parse_url(raw: str, variable: str) -> dict[str, str]:

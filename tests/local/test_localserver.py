@@ -22,6 +22,7 @@ import pytest
 
 from dbtool.local.cluster import service_user
 from dbtool.local.server import LocalServer
+from dbtool.targets.project import database_name_from
 from tests.helpers import REPO, dbtool, error_line, in_terminal, script
 
 
@@ -55,7 +56,8 @@ def test_start_status_stop_restart(project_dir):
     started = script("dbtool", "local", "start")
     assert started.code == 0, started.err
     port = int((project_dir / ".dbtool" / "port").read_text())
-    assert started.out.strip() == f"export CONNECTION_URL='postgresql://postgres@127.0.0.1:{port}/cruddur'"
+    name = database_name_from(project_dir)
+    assert started.out.strip() == f"export CONNECTION_URL='postgresql://postgres@127.0.0.1:{port}/{name}'"
     status = dbtool("local", "status")
     assert status.code == 0 and status.out.startswith(f"running on 127.0.0.1:{port} (pid ")
     assert dbtool("local", "stop").out.strip() == "stopped"
@@ -66,12 +68,33 @@ def test_start_status_stop_restart(project_dir):
     assert int((project_dir / ".dbtool" / "port").read_text()) == port  # remembered
 
 
+def test_its_database_is_named_after_the_project_and_the_name_is_kept(workdir, projects, monkeypatch):
+    project = workdir / "My-App"
+    projects[0].rename(project)  # a project directory with a name of its own; the fixture's cleanup skips it
+    monkeypatch.chdir(project)
+    monkeypatch.setenv("DBTOOL_PROJECT_ROOT", str(project))
+    try:
+        started = script("dbtool", "local", "start")
+        assert started.code == 0, started.err
+        assert started.out.strip().endswith("/my_app'")
+        assert (project / ".dbtool" / "database").read_text() == "my_app\n"
+        (project / ".dbtool" / "database").write_text("chosen\n")  # the remembered name wins
+        assert script("dbtool", "local", "start").out.strip().endswith("/chosen'")
+        # A server made before dbtool remembered the name keeps the one it had: cruddur.
+        (project / ".dbtool" / "database").unlink()
+        assert script("dbtool", "local", "start").out.strip().endswith("/cruddur'")
+        assert (project / ".dbtool" / "database").read_text() == "cruddur\n"
+    finally:
+        LocalServer(project).destroy()
+        shutil.rmtree(project, ignore_errors=True)
+
+
 def test_a_command_starts_it_and_uses_it(project_dir):
     run = script("db-setup")
     assert run.code == 0, run.err
     assert "started the project's PostgreSQL in .dbtool/ on port" in run.err
     port = int((project_dir / ".dbtool" / "port").read_text())
-    with psycopg.connect(f"postgresql://postgres@127.0.0.1:{port}/cruddur") as conn:
+    with psycopg.connect(f"postgresql://postgres@127.0.0.1:{port}/{database_name_from(project_dir)}") as conn:
         assert conn.execute("SELECT count(*) FROM users").fetchone() == (3,)
     again = script("db-sessions", "--json")
     assert again.code == 0 and "started" not in again.err  # already running: no second start
@@ -95,10 +118,10 @@ def test_doctor_starts_it_and_checks_it_over_tcp_and_its_socket(project_dir, mon
 
     run = script("db-doctor")
     steps = report(run)
-    port = int((project_dir / ".dbtool" / "port").read_text())
+    port, name = int((project_dir / ".dbtool" / "port").read_text()), database_name_from(project_dir)
     assert steps["configuration"] == (
         "ok",
-        f"postgres@127.0.0.1:{port}/cruddur via the project's own server in .dbtool/ (CONNECTION_URL is not set); "
+        f"postgres@127.0.0.1:{port}/{name} via the project's own server in .dbtool/ (CONNECTION_URL is not set); "
         f"started the project's PostgreSQL in .dbtool/ on port {port}",
     )
     assert steps["authentication"][1] == (
@@ -109,7 +132,9 @@ def test_doctor_starts_it_and_checks_it_over_tcp_and_its_socket(project_dir, mon
     assert run.code == 1
     assert script("db-create").code == 0
     run_dir = project_dir / ".dbtool" / "run"
-    monkeypatch.setenv("CONNECTION_URL", f"postgresql://postgres@/cruddur?host={run_dir}&port={port}")
+    monkeypatch.setenv(
+        "CONNECTION_URL", f"postgresql://postgres@/{database_name_from(project_dir)}?host={run_dir}&port={port}"
+    )
     run = script("db-doctor")
     steps = report(run)
     socket_path = f"{run_dir}/.s.PGSQL.{port}"
@@ -162,10 +187,11 @@ def test_as_an_unprivileged_user_the_server_runs_as_that_user(projects, monkeypa
     outcome = _as_user(user, [*LIFECYCLE, ["local", "status"]])
     assert [code for code, _ in outcome] == [0, 0, 0, 3, 0, 0], outcome
     port = int((project_dir / ".dbtool" / "port").read_text())
-    assert outcome[0][1].strip() == f"export CONNECTION_URL='postgresql://postgres@127.0.0.1:{port}/cruddur'"
+    name = database_name_from(project_dir)
+    assert outcome[0][1].strip() == f"export CONNECTION_URL='postgresql://postgres@127.0.0.1:{port}/{name}'"
     assert outcome[1][1].startswith(f"running on 127.0.0.1:{port} (pid ")
     assert outcome[3][1].startswith(f"stopped (port {port}")
-    assert "created database cruddur" in outcome[4][1]  # auto-started again, on the remembered port
+    assert f"created database {name}" in outcome[4][1]  # auto-started again, on the remembered port
     assert outcome[5][1].startswith(f"running on 127.0.0.1:{port} (pid ")
     pid = int((project_dir / ".dbtool" / "data" / "postmaster.pid").read_text().split()[0])
     assert os.stat(f"/proc/{pid}").st_uid == user.pw_uid
@@ -199,7 +225,8 @@ def test_a_killed_server_with_a_stale_pid_file_starts_again(project_dir):
 
 def test_a_taken_port_moves_the_server_to_a_free_one(project_dir):
     server = LocalServer(project_dir)
-    port = server.start()
+    assert script("dbtool", "local", "start").code == 0
+    port = server.running_port()
     server.stop()
     with socket.socket() as squatter:
         squatter.bind(("127.0.0.1", port))
@@ -207,7 +234,7 @@ def test_a_taken_port_moves_the_server_to_a_free_one(project_dir):
         run = script("dbtool", "local", "start")
         assert run.code == 0, run.err
         new_port = int((project_dir / ".dbtool" / "port").read_text())
-        assert new_port != port and f":{new_port}/cruddur" in run.out
+        assert new_port != port and f":{new_port}/{database_name_from(project_dir)}" in run.out
     assert server.running_port() == new_port
 
 
