@@ -17,18 +17,34 @@ from dbtool.targets.psql import find_pg_dump, password_environment, require_netw
 from dbtool.targets.resolve import Target
 
 MISMATCH = re.compile(r"server version: (?P<server>[\d.]+).*?pg_dump version: (?P<client>[\d.]+)", re.S)
+# pg_dump 15.18+ brackets a plain dump with \restrict KEY / \unrestrict KEY, a random key on each run.
+RESTRICT = re.compile(r"^\\(?P<command>restrict|unrestrict) (?P<key>[A-Za-z0-9]+)$", re.M)
 ROWS_HEADER = "\n--\n-- Applied migrations (dbtool schema dump): loading this file marks them applied\n--\n\n"
 
 
 def dump_schema(target: Target, path: Path) -> int:
     """Write the target's schema and applied migrations to ``path``; the number of migration rows."""
     require_network_route(target, "schema dump (pg_dump)")
-    schema = _pg_dump(target)
+    schema = stable_restrict_key(_pg_dump(target))
     rows = _migration_rows(target)
     text = schema + (ROWS_HEADER + rows[1] if rows[0] else "")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     return rows[0]
+
+
+def stable_restrict_key(dump: str) -> str:
+    """The dump with its ``\\restrict`` key replaced by one derived from the rest of it: the same schema gives
+    the same bytes (no diff in git, the same setup template), while the key stays one that the dump's own
+    content cannot name (it would have to contain its own hash), which is what psql's check needs."""
+    import hashlib
+
+    found = RESTRICT.search(dump)
+    if found is None:
+        return dump  # an older pg_dump: nothing random
+    digest = hashlib.sha256(RESTRICT.sub(r"\\\g<command>", dump).encode()).hexdigest()
+    key = digest[: len(found["key"])] if len(found["key"]) <= len(digest) else digest
+    return RESTRICT.sub(lambda match: f"\\{match['command']} {key}", dump)
 
 
 def _pg_dump(target: Target) -> str:

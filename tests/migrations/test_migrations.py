@@ -450,6 +450,30 @@ def test_schema_dump_then_load_marks_the_migrations_applied(three, project):
     assert run.out.startswith("applied 1 migration to ") and run.err.strip() == "applied 20260104000000 tags"
 
 
+def test_schema_dump_of_the_same_schema_is_the_same_bytes_and_psql_still_loads_it(three, project, tmp_path):
+    """pg_dump 15.18+ writes a random \\restrict key on each run; dbtool's key is derived from the dump itself."""
+    import re
+    import subprocess
+
+    assert dbtool("migrate").code == 0
+    path = project / "db" / "schema.sql"
+    assert dbtool("schema", "dump").code == 0
+    first = path.read_bytes()
+    assert dbtool("schema", "dump").code == 0
+    assert path.read_bytes() == first
+    keys = re.findall(rb"(?m)^\\(?:un)?restrict (\S+)$", first)
+    assert len(keys) == 2 and keys[0] == keys[1] and len(keys[0]) >= 32  # still a key psql enforces
+    write(project, "20260104000000", "tags", "CREATE TABLE tags (id int);")
+    assert dbtool("migrate").code == 0 and dbtool("schema", "dump").code == 0
+    assert re.findall(rb"(?m)^\\restrict (\S+)$", path.read_bytes())[0] != keys[0]  # another schema, another key
+    assert dbtool("drop").code == 0 and dbtool("create").code == 0
+    psql = subprocess.run(
+        ["psql", "-X", "-v", "ON_ERROR_STOP=1", "-q", "-f", str(path), three.url()], capture_output=True, text=True
+    )
+    assert psql.returncode == 0, psql.stderr
+    assert tables(three) == ["likes", "posts", "tags", "users"]
+
+
 def test_schema_dump_of_prod_keeps_the_password_out(prod, project):
     prod.create()
     write(project, V1, "users", "CREATE TABLE users (id int);")
