@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -28,6 +29,7 @@ FILENAME = re.compile(r"^(?P<version>\d+)_(?P<name>[^/]+)\.sql$")
 MARKER = re.compile(rb"^--\s*migrate:(?P<kind>up|down)\b(?P<options>[^\r\n]*)$")
 VERSION_FORMAT = "%Y%m%d%H%M%S"  # 14 digits, UTC: what dbmate writes
 TEMPLATE = "-- migrate:up\n\n\n-- migrate:down\n\n"
+NOTES = ("md", "txt", "rst")  # a README beside the migrations is not one
 
 
 class MigrationError(DbtoolError):
@@ -69,15 +71,25 @@ class Migration:
         return hashlib.sha256(kept.strip()).hexdigest()
 
 
-def read_migrations(root: Path, directory: str = DIRECTORY) -> list[Migration]:
-    """Every migration under ``root/directory``, in version order; none when the directory is absent."""
+def read_migrations(
+    root: Path, directory: str = DIRECTORY, warn: Callable[[str], None] | None = None
+) -> list[Migration]:
+    """Every migration under ``root/directory``, in version order; none when the directory is absent.
+
+    A file there that is not a migration is passed over with a ``warn`` line (dotfiles and notes excepted);
+    so is ``directory`` being a file."""
     folder = root / directory
+    warn = warn or (lambda message: None)
     if not folder.is_dir():
+        if folder.exists():
+            warn(f"{directory} is not a directory: no migrations are read (make it a directory of .sql files)")
         return []
     migrations: dict[int, Migration] = {}
-    for path in folder.iterdir():
+    for path in sorted(folder.iterdir()):
         found = FILENAME.match(path.name)
         if found is None or not path.is_file():
+            if path.is_file() and (reason := _not_a_migration(path.name)):
+                warn(f"ignored {_display(path, root)}: {reason}")
             continue
         migration = parse(path, found["version"], found["name"], _display(path, root))
         if (twin := migrations.get(migration.number)) is not None:
@@ -87,6 +99,19 @@ def read_migrations(root: Path, directory: str = DIRECTORY) -> list[Migration]:
             )
         migrations[migration.number] = migration
     return [migrations[number] for number in sorted(migrations)]
+
+
+def _not_a_migration(name: str) -> str | None:
+    """Why a file in the migrations directory is passed over, or None for one that is not meant as one."""
+    stem, _, suffix = name.rpartition(".")
+    if name.startswith(".") or suffix.lower() in NOTES:
+        return None
+    if suffix != "sql":
+        return f"dbtool runs .sql migrations only (dbmate's format), not .{suffix or name}"
+    return (
+        "its name has no version: migrations are named VERSION_NAME.sql "
+        f"(dbtool migrate new {re.sub(r'^[0-9_]*', '', stem) or 'NAME'} writes one)"
+    )
 
 
 def parse(path: Path, version: str, name: str, display: str) -> Migration:

@@ -85,7 +85,7 @@ class Migrations:
         self.lock_timeout = lock_timeout
         self.report = report or (lambda message: None)
         self.before = before or (lambda migration: None)  # asked before each one is applied; raising stops
-        self.files = read_migrations(target.root, directory)
+        self.files = read_migrations(target.root, directory, warn=lambda line: self.report(f"warning: {line}"))
 
     # -- reading (no lock, no writes) -----------------------------------------------------------
 

@@ -168,3 +168,34 @@ def test_global_options_work_after_the_command_as_bin_scripts_pass_them(project)
     bad = script("db-create", "--connect-timeout", "soon", env=env)
     assert bad.code == 2 and "Invalid value for '--connect-timeout'" in error_line(bad)
     assert dbtool("create", "--connect-timeout=soon").code == 2
+
+
+# -- item 9: files in db/migrations that are not migrations ----------------------------------------------------
+
+
+def test_files_that_are_not_migrations_are_named_once_each(local: Server, project):
+    local.create()
+    migration(project, V1, "users", "CREATE TABLE users2 (id int);")
+    folder = project / "db" / "migrations"
+    (folder / "add_posts.sql").write_text("-- migrate:up\nCREATE TABLE posts2 (id int);\n")
+    (folder / "20260102000000_tags.py").write_text("def up(): pass\n")
+    (folder / "README.md").write_text("notes\n")
+    (folder / ".gitkeep").write_text("")
+    run = dbtool("migrate")
+    assert run.code == 0, run.all
+    warnings = [line for line in run.err.splitlines() if line.startswith("warning: ")]
+    assert warnings == [
+        "warning: ignored db/migrations/20260102000000_tags.py: dbtool runs .sql migrations only "
+        "(dbmate's format), not .py",
+        "warning: ignored db/migrations/add_posts.sql: its name has no version: migrations are named "
+        "VERSION_NAME.sql (dbtool migrate new add_posts writes one)",
+    ]
+    assert f"applied {V1} users" in run.err
+
+
+def test_a_migrations_path_that_is_a_file_is_a_warning(local: Server, project):
+    local.create()
+    (project / "db" / "migrations").write_text("CREATE TABLE t (id int);\n")
+    run = dbtool("migrate", "status")
+    assert run.code == 0, run.all
+    assert "warning: db/migrations is not a directory: no migrations are read" in run.err
