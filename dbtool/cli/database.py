@@ -68,7 +68,7 @@ def _load(target: Any, path: Path, *, notices: bool = True, transaction: bool = 
         if notices:
             session.add_notice_handler(lambda text: click.echo(text, err=True))
         result = load_stream(session, stream, display_path(path), transaction=transaction, on_progress=on_progress)
-    return f"{result.name}: {result.statements} statements"
+    return result.summary
 
 
 def _progress(path: Path) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import sys
 from collections.abc import Sequence
@@ -64,8 +65,12 @@ def _cells(row: Activity) -> list[str]:
         row.state,
         duration(row.state_seconds),
         row.wait,
-        " ".join(row.query.split()),
+        " ".join(LEADING_COMMENTS.sub("", row.query).split()),
     ]
+
+
+# Comments before a query (dbtool's own start with "-- purpose: …"): the table shows the SQL itself.
+LEADING_COMMENTS = re.compile(r"\A(?:\s*(?:--[^\n]*(?:\n|\Z)|/\*.*?\*/))+", re.S)
 
 
 def _fit(widths: list[int], columns: int) -> None:

@@ -84,7 +84,17 @@ def _unreachable(target: Target, message: str) -> ConnectionFailed:
     """A server that did not answer: production's is behind a security group (a remedy each front end says)."""
     if target.is_prod:
         return ConnectionFailed(message, remedy=SECURITY_GROUP)
+    if _own_server_stopped(target):
+        return ConnectionFailed(message, "the project's own server is stopped: dbtool local start")
     return ConnectionFailed(message, f"is the server running and listening there? check {target.variable}")
+
+
+def _own_server_stopped(target: Target) -> bool:
+    """Whether the refused address is the project's own server's (``CONNECTION_URL`` kept after ``local stop``)."""
+    from dbtool.local.server import LocalServer
+
+    host, port = target.params.get("host", ""), target.params.get("port", "5432")
+    return host in ("127.0.0.1", "localhost") and str(LocalServer(target.root).remembered_port()) == port
 
 
 def _reason(text: str) -> str:

@@ -64,6 +64,11 @@ class LoadResult:
     bytes: int
     seconds: float
 
+    @property
+    def summary(self) -> str:
+        """``db/schema.sql: 12 statements`` (``1 statement``)."""
+        return f"{self.name}: {self.statements} statement{'' if self.statements == 1 else 's'}"
+
 
 def load_file(
     session: Session,

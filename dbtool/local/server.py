@@ -170,7 +170,7 @@ class LocalServer:
         """Stop the server; ``False`` when it was not running."""
         if self.running_port() is None:
             return False
-        self._cluster(self._remembered_port() or 0).stop(mode="fast")
+        self._cluster(self.remembered_port() or 0).stop(mode="fast")
         return True
 
     def destroy(self) -> bool:
@@ -178,14 +178,14 @@ class LocalServer:
         if not self.state.exists():
             return False
         if self.running_port() is not None:
-            self._cluster(self._remembered_port() or 0).stop(mode="immediate")
+            self._cluster(self.remembered_port() or 0).stop(mode="immediate")
         if self.outside:
             shutil.rmtree(self.home, ignore_errors=True)
         shutil.rmtree(self.state)
         return True
 
     def status(self) -> Status:
-        pid, port = self._running() or (None, self._remembered_port())
+        pid, port = self._running() or (None, self.remembered_port())
         version = (self.datadir / "PG_VERSION").read_text().strip() if self.created else None
         return Status(self.created, pid is not None, port, pid, self.home, version)
 
@@ -196,7 +196,8 @@ class LocalServer:
             raise ToolMissing(error.message, NO_BINARIES_HINT) from None
         return Cluster(self.datadir, port, bindir, service_user())
 
-    def _remembered_port(self) -> int | None:
+    def remembered_port(self) -> int | None:
+        """The port in ``.dbtool/port``, where the server listens when it runs; None when there is none."""
         try:
             return int(self.port_file.read_text())
         except (OSError, ValueError):
@@ -204,7 +205,7 @@ class LocalServer:
 
     def _port(self) -> int:
         """The remembered port when it is free, else a new free one (remembered from now on)."""
-        port = self._remembered_port()
+        port = self.remembered_port()
         if port is None or not _free(port):
             port = free_port()
             self.state.mkdir(parents=True, exist_ok=True)

@@ -168,7 +168,7 @@ def up(target: Target, *, seed: bool = False, hooks: Hooks | None = None) -> lis
                 return "skipped: the database is not new", False
             with hooks.progress(path) as on_progress:
                 result = load_file(session, path, on_progress=on_progress)  # in this transaction, under the lock
-        return f"{result.name}: {result.statements} statements", True
+        return result.summary, True
 
     run("schema-load", schema)
     if migrations.files:
@@ -253,7 +253,7 @@ def _load(target: Target, path: Path, hooks: Hooks) -> tuple[str, bool]:
 
     with hooks.progress(path) as on_progress, open_session(target) as session:
         result = load_file(session, path, on_progress=on_progress)
-    return f"{result.name}: {result.statements} statements", True
+    return result.summary, True
 
 
 def _migrate(migrations: Any) -> tuple[str, bool]:

@@ -60,6 +60,31 @@ def database_name_from(root: Path) -> str:
     return name or "app"
 
 
+SKIPPED_BELOW = {"node_modules", "venv", "env", "site-packages", "__pycache__", "build", "dist"}
+
+
+def projects_below(directory: Path, depth: int = 2) -> list[str]:
+    """Projects in the subdirectories of ``directory`` (a monorepo's ``backend-flask``), as relative paths."""
+    found: list[str] = []
+    level = [directory]
+    for _ in range(depth):
+        below = []
+        for parent in level:
+            try:
+                children = sorted(path for path in parent.iterdir() if path.is_dir())
+            except OSError:
+                continue
+            for child in children:
+                if child.name.startswith(".") or child.name in SKIPPED_BELOW:
+                    continue
+                if is_project(child):
+                    found.append(child.relative_to(directory).as_posix())
+                else:
+                    below.append(child)
+        level = below
+    return found
+
+
 def is_project(directory: Path) -> bool:
     """Whether ``directory`` holds one of the project markers."""
     return any((directory / marker).exists() for marker in ROOT_MARKERS)

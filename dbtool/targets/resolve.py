@@ -190,11 +190,8 @@ def _resolve(name: str, config: Project, connect_timeout: float | None) -> Targe
         raw = _embedded_url(config, sources)
     elif not from_aws:
         alternative = f" (or {SECRET_VARIABLE})" if is_prod else ""
-        raise TargetNotConfigured(
-            f"{variable} is not set",
-            f"set it{alternative} in the environment or in {config.env_file}; see .env.example",
-        )
-    params = parse_url(raw, variable) if raw is not None else {}
+        raise TargetNotConfigured(f"{variable} is not set", _not_set_hint(config, alternative))
+    params = parse_url(raw, variable, setting.source if setting is not None else None) if raw is not None else {}
     password_source = None
     if is_prod:
         password_source = apply_credentials(params, sources, config)
@@ -397,11 +394,31 @@ def _embedded_url(config: Config, sources: dict[str, str]) -> str:
     return server.url(dbname, port)
 
 
-def parse_url(raw: str, variable: str) -> dict[str, str]:
-    """libpq's parse of a URL or key=value string, with the mistakes it accepts silently caught."""
+def _not_set_hint(config: Config, alternative: str) -> str:
+    """Where to set it; at a directory that is not a project but holds one (a monorepo's root), where that is."""
+    from dbtool.targets.project import is_project, projects_below
+
+    hint = f"set it{alternative} in the environment or in {config.env_file}"
+    if (config.root / ".env.example").is_file():
+        hint += "; see .env.example"
+    below = [] if is_project(config.root) else projects_below(config.root)
+    if below:
+        where = " or ".join(f"{path}/" for path in below)
+        return f"no project here: it is in {where}, so cd {below[0]}; or {hint}"
+    return hint
+
+
+def parse_url(raw: str, variable: str, source: str | None = None) -> dict[str, str]:
+    """libpq's parse of a URL or key=value string, with the mistakes it accepts silently caught; ``source`` is
+    where the value was set."""
     import psycopg
     from psycopg.conninfo import conninfo_to_dict
 
+    if "://" not in raw and "=" not in raw and raw.strip() and not any(c.isspace() for c in raw.strip()):
+        # "localhost:5432": libpq would take it for a database name. Never echoed: it may hold a password.
+        raise MalformedUrl(
+            f"{variable} is missing the postgresql:// scheme", "write it as postgresql://USER@HOST:PORT/DBNAME"
+        )
     try:
         params = {key: str(value) for key, value in conninfo_to_dict(raw).items()}
     except psycopg.ProgrammingError:
@@ -413,7 +430,15 @@ def parse_url(raw: str, variable: str) -> dict[str, str]:
         raise MalformedUrl(f"{variable} has an unexpected '@' or '/' in its host name", PERCENT_ENCODING_HINT)
     if any(not part.strip().isdigit() for part in params.get("port", "5432").split(",")):
         raise MalformedUrl(f"{variable} has a port that is not a number", PERCENT_ENCODING_HINT)
+    if any(PLACEHOLDER_LABEL.fullmatch(label) for label in host.split(".")):
+        where = "the environment" if source in (None, "environment") else source
+        raise MalformedUrl(
+            f"{variable} is still the example from .env.example", f"{host}; put your database's URL in {where}"
+        )
     return params
+
+
+PLACEHOLDER_LABEL = re.compile(r"x{4,}", re.I)  # .env.example's app-db.xxxxxxxx.us-east-1.rds.amazonaws.com
 
 
 def _apply_defaults(

@@ -199,3 +199,76 @@ def test_a_migrations_path_that_is_a_file_is_a_warning(local: Server, project):
     run = dbtool("migrate", "status")
     assert run.code == 0, run.all
     assert "warning: db/migrations is not a directory: no migrations are read" in run.err
+
+
+# -- item 10: hints that lead somewhere --------------------------------------------------------------------------
+
+
+def test_at_a_monorepo_root_the_hint_names_the_project_below(tmp_path, monkeypatch):
+    (tmp_path / "backend-flask" / "db").mkdir(parents=True)
+    (tmp_path / "frontend-react-js").mkdir()
+    run = dbtool("create")
+    assert run.code == 1
+    assert error_line(run) == (
+        f"error: CONNECTION_URL is not set (no project here: it is in backend-flask/, so cd backend-flask; "
+        f"or set it in the environment or in {tmp_path / '.env'})"
+    )
+
+
+def test_without_an_env_example_the_hint_does_not_name_one(project):
+    run = dbtool("create")
+    assert error_line(run) == f"error: CONNECTION_URL is not set (set it in the environment or in {project / '.env'})"
+    (project / ".env.example").write_text("# CONNECTION_URL=postgresql://...\n")
+    assert error_line(dbtool("create")).endswith("; see .env.example)")
+
+
+def test_a_url_without_its_scheme_says_so_and_never_shows_it(project, monkeypatch):
+    monkeypatch.setenv("CONNECTION_URL", "app:Secret-pw@db.internal/app")
+    assert error_line(run := dbtool("create")).startswith("error: CONNECTION_URL is missing the postgresql:// scheme")
+    assert "Secret-pw" not in run.all
+    monkeypatch.setenv("CONNECTION_URL", "localhost:5432")
+    assert error_line(dbtool("create")) == (
+        "error: CONNECTION_URL is missing the postgresql:// scheme (write it as postgresql://USER@HOST:PORT/DBNAME)"
+    )
+
+
+def test_the_placeholder_from_env_example_is_named_as_such(project):
+    from dbtool.ops.init import init_project
+
+    init_project(project)
+    example = (project / ".env.example").read_text()
+    placeholder = next(line for line in example.splitlines() if line.startswith("# PROD_CONNECTION_URL="))
+    (project / ".env").write_text(placeholder.removeprefix("# ") + "\n")
+    run = dbtool("sessions", "prod")
+    assert error_line(run) == (
+        "error: PROD_CONNECTION_URL is still the example from .env.example "
+        "(app-db.xxxxxxxx.us-east-1.rds.amazonaws.com; "
+        f"put your database's URL in {project / '.env'})"
+    )
+
+
+def test_a_refused_connection_to_the_stopped_own_server_says_to_start_it(project, monkeypatch):
+    from dbtool.local.cluster import free_port
+
+    port = free_port()
+    (project / ".dbtool").mkdir()
+    (project / ".dbtool" / "port").write_text(f"{port}\n")  # what dbtool local start left, then local stop
+    monkeypatch.setenv("CONNECTION_URL", f"postgresql://postgres@127.0.0.1:{port}/app")
+    assert error_line(dbtool("create")) == (
+        f"error: connection to postgres@127.0.0.1:{port}/app (database postgres) refused "
+        "(the project's own server is stopped: dbtool local start)"
+    )
+
+
+def test_one_statement_is_one_statement(local: Server, project):
+    local.create()
+    (project / "one.sql").write_text("SELECT 1;\n")
+    run = dbtool("schema-load", "--file", "one.sql")
+    assert run.code == 0 and "one.sql: 1 statement " in run.out + " " and "statements" not in run.out, run.all
+
+
+def test_the_sessions_table_shows_queries_without_their_leading_comment(local: Server, project):
+    local.create()
+    run = dbtool("sessions")
+    assert run.code == 0, run.all
+    assert "-- purpose" not in run.out and "SELECT pid" in run.out, run.out

@@ -58,7 +58,7 @@ def test_an_unknown_target_is_a_usage_error_listing_the_known_ones(project):
     declare(project, STAGING + '[targets.review]\nurl_env = "REVIEW_URL"\n')
     run = dbtool("migrate", "status", "stagin")
     assert run.code == 2
-    assert "unknown target 'stagin' (known: local, prod, staging, review)" in error_line(run)
+    assert "unknown target 'stagin' (did you mean 'staging'? known: local, prod, staging, review)" in error_line(run)
 
 
 def test_the_help_lists_the_declared_targets(project):

@@ -123,10 +123,11 @@ def test_project_root_is_found_from_a_subdirectory(tmp_path):
     assert find_root(deep, environ={"DBTOOL_PROJECT_ROOT": str(deep)}) == deep
 
 
-def test_unset_variable_names_itself_and_the_example():
+def test_unset_variable_names_itself_and_the_example(tmp_path):
+    (tmp_path / ".env.example").write_text("# PROD_CONNECTION_URL=...\n")
     with pytest.raises(TargetNotConfigured) as caught:
-        resolve("prod", env={"CONNECTION_URL": "postgresql://u@h/db"})
-    assert "PROD_CONNECTION_URL is not set" in str(caught.value) and ".env.example" in str(caught.value)
+        resolve("prod", env={"CONNECTION_URL": "postgresql://u@h/db"}, root=tmp_path)
+    assert "PROD_CONNECTION_URL is not set" in str(caught.value) and "see .env.example" in str(caught.value)
 
 
 @pytest.mark.parametrize(
