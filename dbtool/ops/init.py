@@ -4,13 +4,19 @@ It writes what is missing: the ``bin/db-*`` and ``bin/rds-update-sg-rule`` scrip
 installed ``dbtool`` from any directory, with this project as the root), ``db/schema.sql``,
 ``db/seed.sql`` and ``db/migrations/``, ``.env.example`` and ``dbtool.toml``, and ``.env`` and
 ``.dbtool/`` in the project's ``.gitignore``. On request, the workspace hooks: a devcontainer and a
-Gitpod task that set the database up, at the repository's root with the project's path in their
-commands (a project in ``backend-flask/`` of a monorepo). An existing file is reported as skipped;
-a second run changes nothing. The files' text is in ``scaffold/``.
+Gitpod task that install dbtool (with the team's command) and set the database up, at the repository's
+root with the project's path in their commands (a project in ``backend-flask/`` of a monorepo). An
+existing file is reported as skipped; a second run changes nothing. The files' text is in ``scaffold/``.
+
+A project adopting dbtool may have scripts of its own under the same names (the Cruddur bootcamp's bash
+``bin/db-setup``): those are kept and reported with the ``dbtool`` command to use instead, or, with
+``replace_scripts``, moved aside (``bin/db-setup.orig``, never over another file) and replaced. A schema
+kept elsewhere (``schema.sql`` at the root) is named instead of an empty ``db/schema.sql`` written.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from importlib.resources import files
@@ -29,6 +35,9 @@ FILES = {
 }
 MIGRATIONS_KEEP = "db/migrations/.gitkeep"
 IGNORED = (".env", ".dbtool/")
+SCHEMA = "db/schema.sql"
+OURS = (b"dbtool init", b"_dbtool")  # what dbtool's scripts say (init's, and this repository's own)
+SEARCH_SKIPPED = {"node_modules", ".git", ".dbtool", ".venv", "venv", "__pycache__", "build", "dist"}
 
 
 class InitError(DbtoolError):
@@ -43,19 +52,39 @@ class InitReport:
     created: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     updated: list[str] = field(default_factory=list)
+    foreign: dict[str, str] = field(default_factory=dict)  # script kept -> the dbtool command it stands for
+    moved: dict[str, str] = field(default_factory=dict)  # script moved aside -> where it went
+    schema_elsewhere: list[str] = field(default_factory=list)  # schema.sql files found, when db/ has none
+    hooks: dict[str, str] = field(default_factory=dict)  # hook file that exists -> what to add to it
 
 
-def init_project(directory: Path, *, devcontainer: bool = False, gitpod: bool = False) -> InitReport:
-    """Write the missing files into ``directory`` (created if needed); what was created, skipped, updated."""
+def init_project(
+    directory: Path,
+    *,
+    devcontainer: bool = False,
+    gitpod: bool = False,
+    install: str | None = None,
+    replace_scripts: bool = False,
+) -> InitReport:
+    """Write the missing files into ``directory`` (created if needed); what was created, skipped, updated.
+
+    ``install`` is the shell command that installs dbtool on a fresh workspace; the hooks need it."""
     root = directory.resolve()
+    if (devcontainer or gitpod) and not install:
+        raise InitUsage(
+            "--gitpod and --devcontainer write hooks that must install dbtool on a fresh workspace: pass "
+            "--install 'COMMAND', e.g. --install 'pipx install git+https://github.com/ORG/dbtool'"
+        )
     report = InitReport(root)
     try:
         root.mkdir(parents=True, exist_ok=True)
         for name, command in SCRIPTS.items():
-            text = _scaffold("script.sh").replace("@NAME@", name).replace("@COMMAND@", command)
-            _write(report, root / "bin" / name, text, executable=True)
+            _script(report, root / "bin" / name, command, replace=replace_scripts)
+        if not (root / SCHEMA).exists():
+            report.schema_elsewhere = _schemas_elsewhere(root)
         for path, source in FILES.items():
-            _write(report, root / path, _scaffold(source))
+            if path != SCHEMA or not report.schema_elsewhere:
+                _write(report, root / path, _scaffold(source))
         if not (root / "db" / "migrations").is_dir():
             _write(report, root / MIGRATIONS_KEEP, "")
         else:
@@ -65,16 +94,78 @@ def init_project(directory: Path, *, devcontainer: bool = False, gitpod: bool = 
         base = repository or root
         prefix = "./" if base == root else f"./{root.relative_to(base).as_posix()}/"
         if devcontainer:
-            text = _scaffold("devcontainer.json").replace("@PROJECT@", root.name).replace("@PREFIX@", prefix)
-            _write(report, base / ".devcontainer" / "devcontainer.json", text)
+            text = (
+                _scaffold("devcontainer.json")
+                .replace('"@PROJECT@"', json.dumps(root.name))
+                .replace("@PREFIX@", prefix)
+                .replace('"@ON_CREATE@"', json.dumps(f"{APT_POSTGRES} && {install}"))
+            )
+            _hook(report, base / ".devcontainer" / "devcontainer.json", text)
         if gitpod:
-            _write(report, base / ".gitpod.yml", _scaffold("gitpod.yml").replace("@PREFIX@", prefix))
+            before = json.dumps(f"command -v dbtool >/dev/null 2>&1 || {install}")  # a YAML double-quoted scalar
+            text = _scaffold("gitpod.yml").replace("@PREFIX@", prefix).replace('"@BEFORE@"', before)
+            _hook(report, base / ".gitpod.yml", text)
     except OSError as error:
         where = f" {error.filename}" if error.filename else ""
         raise InitError(
             f"cannot write{where}: {error.strerror or error}", "check the directory's permissions"
         ) from None
     return report
+
+
+class InitUsage(InitError):
+    """The options asked for something init cannot write well."""
+
+    exit_code = 2
+
+
+APT_POSTGRES = "sudo apt-get update && sudo apt-get install -y --no-install-recommends postgresql postgresql-client"
+
+
+def _script(report: InitReport, path: Path, command: str, *, replace: bool) -> None:
+    """dbtool's script for ``command`` at ``path``; someone else's there is kept, or moved aside and replaced."""
+    text = _scaffold("script.sh").replace("@NAME@", path.name).replace("@COMMAND@", command)
+    if path.is_file() and not any(mark in path.read_bytes() for mark in OURS):
+        shown = os.path.relpath(path, report.root)
+        if not replace:
+            report.foreign[shown] = command
+            return
+        aside = path.with_name(f"{path.name}.orig")
+        number = 0
+        while aside.exists() or aside.is_symlink():
+            number += 1
+            aside = path.with_name(f"{path.name}.orig.{number}")
+        path.rename(aside)  # same directory: a rename, and never over a file (checked just above)
+        report.moved[shown] = os.path.relpath(aside, report.root)
+    _write(report, path, text, executable=True)
+
+
+def _schemas_elsewhere(root: Path, depth: int = 3) -> list[str]:
+    """``schema.sql`` files under ``root`` (not in db/), nearest first: a project that keeps its schema there."""
+    found: list[str] = []
+    level = [root]
+    for _ in range(depth):
+        below = []
+        for folder in level:
+            try:
+                children = sorted(folder.iterdir())
+            except OSError:
+                continue
+            for child in children:
+                if child.is_dir() and child.name not in SEARCH_SKIPPED and not child.name.startswith("."):
+                    below.append(child)
+                elif child.name == "schema.sql" and child.is_file():
+                    found.append(child.relative_to(root).as_posix())
+        level = below
+    return found
+
+
+def _hook(report: InitReport, path: Path, text: str) -> None:
+    """A workspace hook file; when one exists, what to add to it goes in the report."""
+    shown = os.path.relpath(path, report.root)
+    if path.exists():
+        report.hooks[shown] = text
+    _write(report, path, text)
 
 
 def _scaffold(name: str) -> str:

@@ -112,7 +112,9 @@ def test_init_adds_to_an_existing_gitignore_without_touching_the_rest(tmp_path):
 def test_init_in_a_subdirectory_of_a_repository_puts_the_hooks_at_its_root(tmp_path):
     (tmp_path / ".git").mkdir()
     (tmp_path / ".gitpod.yml").write_text("tasks: []\n")
-    result = dbtool("init", str(tmp_path / "backend-flask"), "--devcontainer", "--gitpod")
+    result = dbtool(
+        "init", str(tmp_path / "backend-flask"), "--devcontainer", "--gitpod", "--install", "pipx install x"
+    )
     assert result.code == 0, result.all
     assert "skipped  ../.gitpod.yml (exists)" in result.out
     assert (tmp_path / ".gitpod.yml").read_text() == "tasks: []\n"
@@ -127,3 +129,109 @@ def test_init_where_it_cannot_write_is_one_line(tmp_path):
     blocked.write_text("not a directory")
     line = error_line(dbtool("init", str(blocked / "sub")))
     assert line.startswith("error: cannot write") and "(check the directory's permissions)" in line
+
+
+# -- issue 24, items 1 and 2: adopting a repository with scripts of its own; hooks that install dbtool ----------
+
+CRUDDUR_SETUP = """#! /usr/bin/bash
+-e # stop if it fails at any point
+CYAN='\\033[1;36m'
+bin_path="$(realpath .)/bin"
+source "$bin_path/db-drop"
+source "$bin_path/db-create"
+source "$bin_path/db-schema-load"
+source "$bin_path/db-seed"
+"""
+
+
+def cruddur(tmp_path: Path) -> Path:
+    """The bootcamp's backend-flask, week 4: bash scripts of its own in bin/, db/schema.sql."""
+    project = tmp_path / "backend-flask"
+    (project / "bin").mkdir(parents=True)
+    (project / "db").mkdir()
+    (project / "db" / "schema.sql").write_text("CREATE TABLE public.users (uuid uuid);\n")
+    (project / "bin" / "db-setup").write_text(CRUDDUR_SETUP)
+    (project / "bin" / "db-connect").write_text("#! /usr/bin/bash\npsql $CONNECTION_URL\n")
+    for script in (project / "bin").iterdir():
+        script.chmod(0o755)
+    return project
+
+
+def test_init_keeps_foreign_scripts_says_so_and_points_at_dbtool(tmp_path, monkeypatch):
+    project = cruddur(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    run = dbtool("init", "backend-flask")
+    assert run.code == 0, run.all
+    assert "kept     bin/db-connect (not dbtool's: use dbtool connect)" in run.out
+    assert "kept     bin/db-setup (not dbtool's: use dbtool setup)" in run.out
+    assert (
+        "2 scripts in bin/ are not dbtool's: dbtool init --replace-scripts moves each aside (bin/NAME.orig) "
+        "and writes dbtool's" in run.out
+    )
+    assert run.out.strip().splitlines()[-1] == "next: cd backend-flask && dbtool setup"
+    assert (project / "bin" / "db-setup").read_text() == CRUDDUR_SETUP
+    assert "created  bin/db-create" in run.out  # the ones it lacked are written
+
+
+def test_init_replace_scripts_moves_each_aside_and_loses_nothing(tmp_path):
+    project = cruddur(tmp_path)
+    (project / "bin" / "db-setup.orig").write_text("an older copy\n")
+    run = dbtool("init", str(project), "--replace-scripts")
+    assert run.code == 0, run.all
+    assert "moved    bin/db-setup → bin/db-setup.orig.1" in run.out
+    assert "moved    bin/db-connect → bin/db-connect.orig" in run.out
+    assert (project / "bin" / "db-setup.orig.1").read_text() == CRUDDUR_SETUP
+    assert (project / "bin" / "db-setup.orig").read_text() == "an older copy\n"
+    assert "dbtool setup" in (project / "bin" / "db-setup").read_text()
+    assert os.access(project / "bin" / "db-setup", os.X_OK)
+    assert run.out.strip().splitlines()[-1] == "next: cd backend-flask && ./bin/db-setup"
+    again = dbtool("init", str(project), "--replace-scripts")  # dbtool's own scripts are never moved
+    assert "moved" not in again.out and "kept" not in again.out
+
+
+def test_a_schema_elsewhere_is_named_instead_of_an_empty_one_made(tmp_path):
+    (tmp_path / "schema.sql").write_text("CREATE TABLE subscribers (id int);\n")  # listmonk keeps it at its root
+    run = dbtool("init", str(tmp_path))
+    assert run.code == 0, run.all
+    assert not (tmp_path / "db" / "schema.sql").exists()
+    assert (
+        "not created db/schema.sql: this project's schema seems to be schema.sql; move it there "
+        "(mkdir -p db && git mv schema.sql db/schema.sql), or load it with dbtool schema-load --file schema.sql"
+    ) in run.out
+    assert (tmp_path / "db" / "seed.sql").exists()
+
+
+def test_workspace_hooks_install_dbtool_first(tmp_path):
+    import json
+
+    import yaml
+
+    (tmp_path / ".git").mkdir()
+    install = "pipx install 'git+https://github.com/acme/dbtool@v1'"
+    run = dbtool("init", str(tmp_path / "backend-flask"), "--gitpod", "--devcontainer", "--install", install)
+    assert run.code == 0, run.all
+    [task] = yaml.safe_load((tmp_path / ".gitpod.yml").read_text())["tasks"]
+    assert task["before"] == f"command -v dbtool >/dev/null 2>&1 || {install}"  # prebuilds keep only /workspace
+    assert task["init"] == "./backend-flask/bin/db-setup" and task["command"] == "./backend-flask/bin/db-up"
+    container = json.loads((tmp_path / ".devcontainer" / "devcontainer.json").read_text())
+    assert container["onCreateCommand"].endswith(f"&& {install}")
+    assert container["postCreateCommand"] == "./backend-flask/bin/db-setup"
+
+
+def test_workspace_hooks_without_an_install_command_are_refused(tmp_path):
+    run = dbtool("init", str(tmp_path), "--gitpod")
+    assert run.code == 2
+    assert error_line(run) == (
+        "error: --gitpod and --devcontainer write hooks that must install dbtool on a fresh workspace: pass "
+        "--install 'COMMAND', e.g. --install 'pipx install git+https://github.com/ORG/dbtool'"
+    )
+    assert not (tmp_path / ".gitpod.yml").exists() and not (tmp_path / "bin").exists()
+
+
+def test_an_existing_hook_file_gets_the_lines_to_add(tmp_path):
+    (tmp_path / ".gitpod.yml").write_text("tasks: []\n")
+    run = dbtool("init", str(tmp_path), "--gitpod", "--install", "pip install dbtool")
+    assert run.code == 0, run.all
+    assert (tmp_path / ".gitpod.yml").read_text() == "tasks: []\n"
+    assert "skipped  .gitpod.yml (exists); add this task to it:" in run.out
+    assert '  - name: database\n    before: "command -v dbtool >/dev/null 2>&1 || pip install dbtool"\n' in run.out
