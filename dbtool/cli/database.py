@@ -119,9 +119,10 @@ def seed(target: Any, file: Path | None, no_transaction: bool) -> None:
     help="Load every file afresh instead of cloning the last result, and drop the database's templates.",
 )
 def setup(target: Any, force: bool, no_template: bool) -> None:
-    """Drop, create, extensions, schema, migrate and seed, all on one target.  Example: dbtool setup
+    """Rebuild the database: create, extensions, schema, migrate, seed.  Example: dbtool setup
 
-    On a local target, when nothing changed since the last full setup (the SQL files, dbtool.toml's
+    The old database is renamed aside and dropped only once the new one is complete; a failure puts it
+    back as it was. On a local target, when nothing changed since the last full setup (the SQL files, dbtool.toml's
     extensions, the server), the database is cloned from a template copy of that result instead.
     """
     from dbtool.ops.converge import setup as run_setup

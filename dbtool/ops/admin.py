@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -18,6 +19,10 @@ FORCE_MIN_SERVER_VERSION = 130000
 CREATE = "CREATE DATABASE {}"
 DROP = "DROP DATABASE IF EXISTS {}"
 DROP_FORCE = "DROP DATABASE IF EXISTS {} WITH (FORCE)"
+RENAME = "ALTER DATABASE {} RENAME TO {}"
+RENAME_ATTEMPTS = 20
+RENAME_RETRY_SECONDS = 0.05
+IN_USE = "55006"  # object_in_use: a session is still on the database
 DUPLICATE_DATABASE = "42P04"
 # Two CREATE DATABASEs of one name at the same moment: the loser fails on pg_database's unique index.
 UNIQUE_VIOLATION = "23505"
@@ -42,7 +47,7 @@ def create_database(admin: SqlSession, dbname: str) -> bool:
     """Create ``dbname`` from ``admin``, a maintenance session on its server; False when it already existed."""
     from psycopg import sql
 
-    if _exists(admin, dbname):
+    if database_exists(admin, dbname):
         return False
     try:
         admin.execute(sql.SQL(CREATE).format(sql.Identifier(dbname)))
@@ -70,7 +75,7 @@ def drop_database(
     force = force or admin.lingering_sessions
     from psycopg import sql
 
-    if not _exists(admin, dbname):
+    if not database_exists(admin, dbname):
         return DropResult(existed=False)
     rows = admin.execute(queries.get("database_sessions"), {"dbname": dbname})
     sessions = tuple(Session(*row) for row in rows)
@@ -94,11 +99,45 @@ def drop_database(
     return DropResult(existed=True, ended=sessions)
 
 
+def rename_database(
+    admin: SqlSession,
+    old: str,
+    new: str,
+    *,
+    force: bool,
+    on_sessions: Callable[[tuple[Session, ...]], None] | None = None,
+) -> None:
+    """Rename ``old`` to ``new``. Its sessions are ended when ``force`` (named first via ``on_sessions``), else
+    they make it refuse, as :func:`drop_database` does; the Data API's pooled connections are always ended."""
+    from psycopg import sql
+
+    force = force or admin.lingering_sessions
+    for attempt in range(RENAME_ATTEMPTS):
+        rows = admin.execute(queries.get("database_sessions"), {"dbname": old})
+        sessions = tuple(Session(*row) for row in rows)
+        if sessions and not force:
+            raise ServerError(
+                f'database "{old}" has {len(sessions)} other session(s): {_describe(sessions)}',
+                "stop the application, or pass --force to end them",
+            )
+        if sessions:
+            if attempt == 0 and on_sessions is not None:
+                on_sessions(sessions)
+            admin.execute(queries.get("end_database_sessions"), {"dbname": old})
+        try:
+            admin.execute(sql.SQL(RENAME).format(sql.Identifier(old), sql.Identifier(new)))
+            return
+        except SqlError as error:
+            if error.sqlstate != IN_USE or attempt == RENAME_ATTEMPTS - 1:
+                raise _server_error(f'cannot rename database "{old}" to "{new}"', error) from None
+            time.sleep(RENAME_RETRY_SECONDS)  # a session ended a moment ago is still leaving
+
+
 def _describe(sessions: tuple[Session, ...]) -> str:
     return ", ".join(f"pid {s.pid} {s.user} {s.application or '-'}" for s in sessions)
 
 
-def _exists(session: SqlSession, dbname: str) -> bool:
+def database_exists(session: SqlSession, dbname: str) -> bool:
     return bool(session.execute(queries.get("database_exists"), {"dbname": dbname}).scalar())
 
 

@@ -63,28 +63,39 @@ class Hooks:
 
 
 def setup(target: Target, *, force: bool = False, template: bool = True, hooks: Hooks | None = None) -> list[Step]:
-    """Drop and rebuild the target's database from the project's files; the steps run.
+    """Rebuild the target's database from the project's files; the steps run.
+
+    The old database is never dropped before the new one is complete: it is renamed aside
+    (:func:`aside_name`), the new one is built under the real name (so files that name their database, such as
+    ``ALTER DATABASE cruddur SET …``, and ``current_database()`` work), and only when every step succeeded is
+    the old one dropped. A failure drops the new one and renames the old one back, exactly as it was. What can
+    be checked first is, before any write: the files are readable (the template's fingerprint reads them), the
+    declared extensions are available, and on a protected target, that no session holds the database.
 
     On a local target, a template of the last full result is cloned when nothing changed since it was
     made, and a fresh result is kept as the next one (:mod:`dbtool.ops.templates`); ``template=False``
     loads afresh and drops the database's templates.
     """
     from dbtool.engine.session import open_maintenance_session
-    from dbtool.ops import templates
-    from dbtool.ops.admin import create_database, drop_database
+    from dbtool.ops import extensions, templates
+    from dbtool.ops.admin import create_database, database_exists, drop_database, rename_database
 
     hooks = hooks or Hooks()
     run = _Runner(hooks)
     declared = _declared(target)
     migrations = _migrations(target, hooks)
-    # One maintenance session for the drop, the create and the templates: each connection costs start-up time.
+    aside = aside_name(target.dbname)
+    # One maintenance session for the renames, the create, the drops and the templates.
     with open_maintenance_session(target) as admin:
         found = templates.lookup(admin, target, declared) if templates.allowed(target) else None
-
-        def drop() -> tuple[str, bool]:
-            ends = force or not target.protected
-            result = drop_database(admin, target.dbname, force=ends, on_sessions=hooks.sessions)
-            return (f"dropped database {target.dbname}" if result.existed else "did not exist"), result.existed
+        if declared:
+            extensions.plan(admin, declared)  # an unavailable version fails here, before anything is written
+        if database_exists(admin, aside):  # left by a setup that was killed: the last good database
+            drop_database(admin, target.dbname, force=True)
+            rename_database(admin, aside, target.dbname, force=True)
+            hooks.message(f"restored {target.dbname} from {aside}, left by an interrupted setup")
+        ends = force or not target.protected
+        run("aside", lambda: _set_aside(admin, target.dbname, aside, ends, hooks))
 
         def clone(match: templates.Template) -> tuple[str, bool]:
             why_not = templates.clone(admin, target, match)
@@ -92,27 +103,76 @@ def setup(target: Target, *, force: bool = False, template: bool = True, hooks: 
                 return f"{why_not}: loading afresh", False
             return f"from template {match.name}: nothing changed since it was made", True
 
-        run("drop", drop)
-        if (
-            template
-            and found is not None
-            and found.match is not None
-            and run("clone", lambda: clone(found.match)).changed
-        ):
+        try:
+            cloned = (
+                template
+                and found is not None
+                and found.match is not None
+                and run("clone", lambda: clone(found.match)).changed
+            )
+            if not cloned:
+                run("create", lambda: ("created", create_database(admin, target.dbname)))
+                if declared:
+                    run("extensions", lambda: _extensions(target, declared, hooks.message))
+                run("schema-load", lambda: _load(target, target.root / SCHEMA_FILE, hooks))
+                if migrations.files:  # after the schema (which may mark some applied), before the seed
+                    run("migrate", lambda: _migrate(migrations))
+                run("seed", lambda: _load(target, target.root / SEED_FILE, hooks))
+        except BaseException:
+            with contextlib.suppress(Exception):  # the error that stopped the run is the one to report
+                run.note("restore", _restore(admin, target.dbname, aside))
+            raise
+        run("drop-old", lambda: _drop_aside(admin, target.dbname, aside))
+        if cloned:
             return run.steps
-        run("create", lambda: ("created", create_database(admin, target.dbname)))
-        if declared:
-            run("extensions", lambda: _extensions(target, declared, hooks.message))
-        run("schema-load", lambda: _load(target, target.root / SCHEMA_FILE, hooks))
-        if migrations.files:  # after the schema (which may mark some applied), before the seed that needs them
-            run("migrate", lambda: _migrate(migrations))
-        run("seed", lambda: _load(target, target.root / SEED_FILE, hooks))
         if found is not None:
             if template:
                 run("template", lambda: (templates.keep(admin, target, found), True))
             else:
                 run("template", lambda: (templates.discard_all(admin, found), False))
     return run.steps
+
+
+ASIDE_SUFFIX = "_dbtool_old"
+MAX_NAME_BYTES = 63
+
+
+def aside_name(dbname: str) -> str:
+    """Where setup keeps the old database while it builds: ``<dbname>_dbtool_old``, within 63 bytes."""
+    name = dbname + ASIDE_SUFFIX
+    if len(name.encode()) <= MAX_NAME_BYTES:
+        return name
+    tag = "_" + hashlib.sha256(dbname.encode()).hexdigest()[:8] + ASIDE_SUFFIX
+    head = dbname.encode()[: MAX_NAME_BYTES - len(tag)].decode(errors="ignore")
+    return head + tag
+
+
+def _set_aside(admin: Any, dbname: str, aside: str, ends: bool, hooks: Hooks) -> tuple[str, bool]:
+    """Rename the old database aside (ending its sessions where allowed); it stays until the new one is done."""
+    from dbtool.ops.admin import database_exists, rename_database
+
+    if not database_exists(admin, dbname):
+        return f"no {dbname} yet", False
+    rename_database(admin, dbname, aside, force=ends, on_sessions=hooks.sessions)
+    return f"kept the old {dbname} as {aside} until the new one is complete", True
+
+
+def _restore(admin: Any, dbname: str, aside: str) -> str:
+    """After a failure: drop the new database and rename the old one back; what happened, in words."""
+    from dbtool.ops.admin import database_exists, drop_database, rename_database
+
+    drop_database(admin, dbname, force=True)
+    if not database_exists(admin, aside):
+        return f"dropped the new {dbname} (there was no old one)"
+    rename_database(admin, aside, dbname, force=True)
+    return f"{dbname} was not changed: the new one was dropped and the old one renamed back"
+
+
+def _drop_aside(admin: Any, dbname: str, aside: str) -> tuple[str, bool]:
+    from dbtool.ops.admin import drop_database
+
+    existed = drop_database(admin, aside, force=True).existed
+    return (f"dropped the old {dbname}" if existed else "none"), existed
 
 
 def plan_up(target: Target, *, seed: bool = False) -> list[str]:
@@ -200,6 +260,10 @@ class _Runner:
             self._report(Step(name, "failed", time.perf_counter() - started, failed=True))
             raise
         return self._report(Step(name, outcome, time.perf_counter() - started, changed))
+
+    def note(self, name: str, outcome: str) -> Step:
+        """A step run after a failure, to undo what the run did: reported, never raising."""
+        return self._report(Step(name, outcome, 0.0))
 
     def _report(self, step: Step) -> Step:
         self.steps.append(step)

@@ -427,7 +427,7 @@ def test_setup_migrates_after_the_schema_and_before_the_seed(db, project):
     run = dbtool("setup")
     assert run.code == 0, run.err
     steps = [line.split()[0] for line in run.out.splitlines()[1:]]
-    assert steps == ["drop", "create", "schema-load", "migrate", "seed", "template"]
+    assert steps == ["aside", "create", "schema-load", "migrate", "seed", "drop-old", "template"]
     assert "applied 1 of 1" in run.out
     assert rows(db, "SELECT handle FROM users") == [("andrew",)] and applied(db) == [V1]
 

@@ -147,7 +147,8 @@ def test_setup_runs_every_step_on_one_target(local):
     run = dbtool("setup")
     assert run.code == 0, run.all
     steps = [line.split()[:2] for line in run.out.splitlines()[1:]]
-    assert steps == [["drop", "ok"], ["create", "ok"], ["schema-load", "ok"], ["seed", "ok"], ["template", "ok"]]
+    names = ["aside", "create", "schema-load", "seed", "drop-old", "template"]
+    assert steps == [[name, "ok"] for name in names]
     assert tables(local) == [("activities", 3), ("users", 3)]
     assert dbtool("setup").code == 0  # and again, over an existing database (from the template: test_templates.py)
     assert tables(local) == [("activities", 3), ("users", 3)]
@@ -165,11 +166,71 @@ def test_setup_prod_touches_only_prod(local, prod):
     assert tables(local) == [("keep_me", 0)]
 
 
-def test_setup_stops_at_the_first_failure(local, project):
+def test_setup_stops_at_the_first_failure_and_the_old_database_stays_as_it_was(local, project):
+    local.create()
+    with psycopg.connect(local.url()) as conn:
+        conn.execute("CREATE TABLE my_work (id int); INSERT INTO my_work VALUES (1), (2)")
     (project / "db" / "schema.sql").write_text("CREATE TABLE users (id int);\nCREATE TABLE broken (;\n")
     run = dbtool("setup")
     assert run.code == 1
     steps = [line.split()[:2] for line in run.out.splitlines()[1:]]
-    assert steps == [["drop", "ok"], ["create", "ok"], ["schema-load", "failed"]]
+    assert steps == [["aside", "ok"], ["create", "ok"], ["schema-load", "failed"], ["restore", "ok"]]
     assert error_line(run).startswith('error: db/schema.sql:2:22: syntax error at or near ";"')
-    assert tables(local) == []  # schema rolled back, seed never ran
+    assert run.out.splitlines()[-1] == (
+        "  restore      ok        0.00s  cruddur was not changed: the new one was dropped and the old one renamed back"
+    )
+    assert tables(local) == [("my_work", 2)]  # the developer's database, exactly as it was
+    with local.admin() as conn:
+        names = [row[0] for row in conn.execute("SELECT datname FROM pg_database WHERE datname LIKE 'cruddur%'")]
+    assert names == ["cruddur"]
+
+
+def test_setup_checks_the_declared_extensions_before_it_writes_anything(local, project):
+    local.create()
+    (project / "dbtool.toml").write_text('[extensions]\nno_such_extension = "1.0"\n')
+    run = dbtool("setup")
+    assert run.code == 1
+    assert "extension no_such_extension is not available on this server" in error_line(run)
+    assert run.out.splitlines()[1:] == []  # no step ran
+    with local.admin() as conn:
+        names = [row[0] for row in conn.execute("SELECT datname FROM pg_database WHERE datname LIKE 'cruddur%'")]
+    assert names == ["cruddur"]
+
+
+def test_setup_on_prod_with_a_session_on_its_database_refuses_before_writing(prod, project):
+    prod.create()
+    with psycopg.connect(prod.url()) as held:  # the application
+        held.execute("CREATE TABLE my_work (id int)")
+        held.commit()
+        run = dbtool("setup", "prod", "--yes")
+        assert run.code == 1
+        assert "has 1 other session(s)" in error_line(run) and "pass --force to end them" in run.err
+    assert tables(prod) == [("my_work", 0)]
+    with prod.admin() as conn:
+        assert conn.execute("SELECT count(*) FROM pg_database WHERE datname LIKE 'cruddur_dbtool%'").fetchone() == (0,)
+
+
+def test_a_setup_killed_half_way_is_undone_by_the_next(local, project):
+    """What a kill -9 between the steps leaves (the old database aside, a partial new one) is put back first."""
+    local.create()
+    with psycopg.connect(local.url()) as conn:
+        conn.execute("CREATE TABLE my_work (id int)")
+    with local.admin() as conn:
+        conn.execute("ALTER DATABASE cruddur RENAME TO cruddur_dbtool_old")
+        conn.execute("CREATE DATABASE cruddur")  # the partial new one
+    (project / "db" / "schema.sql").write_text("CREATE TABLE broken (;\n")
+    run = dbtool("setup")
+    assert run.code == 1
+    assert "restored cruddur from cruddur_dbtool_old, left by an interrupted setup" in run.err
+    assert tables(local) == [("my_work", 0)]  # the last good database, back under its name
+
+
+def test_setup_on_local_ends_the_sessions_on_the_old_database(local, project):
+    local.create()
+    with psycopg.connect(local.url()) as held:  # an application's session
+        held.execute("CREATE TABLE my_work (id int)")
+        held.commit()
+        run = dbtool("setup", "--yes")
+        assert run.code == 0, run.all  # locally, its sessions are ended (and named)
+    assert "ending session pid" in run.err
+    assert sorted(t for t, _ in tables(local)) == ["activities", "users"]

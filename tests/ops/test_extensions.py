@@ -236,7 +236,7 @@ def test_setup_reconciles_extensions_after_create_before_the_schema(local, proje
     run = dbtool("setup")
     assert run.code == 0, run.all
     steps = [name for name, _ in step_lines(run.out)]
-    assert steps == ["drop", "create", "extensions", "schema-load", "seed", "template"]
+    assert steps == ["aside", "create", "extensions", "schema-load", "seed", "drop-old", "template"]
     assert installed(local) == {"citext": "1.5", "uuid-ossp": "1.1"}  # the schema's own, undeclared
 
 

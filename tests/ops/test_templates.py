@@ -16,7 +16,7 @@ from tests.migrations.test_migrations import write as migration
 
 
 def setup(*args: str) -> list[str]:
-    """Run setup; its step names and outcomes, e.g. ``["drop", "clone"]``."""
+    """Run setup; its step names and outcomes, e.g. ``["aside", "clone", "drop-old"]``."""
     run = dbtool("setup", *args)
     assert run.code == 0, run.all
     return [line.split()[0] for line in run.out.splitlines() if line.startswith("  ")]
@@ -34,8 +34,8 @@ def count(server: Server, query: str, dbname: str = DBNAME) -> int:
         return conn.execute(query).fetchone()[0]
 
 
-FULL = ["drop", "create", "schema-load", "seed", "template"]
-CLONED = ["drop", "clone"]
+FULL = ["aside", "create", "schema-load", "seed", "drop-old", "template"]
+CLONED = ["aside", "clone", "drop-old"]
 
 
 def test_nothing_changed_clones_and_the_result_is_the_full_loads(local, project):
@@ -80,9 +80,9 @@ def _move_extension_pin(project: Path) -> None:
 def test_any_change_loads_afresh_and_replaces_the_template(local, project, change):
     migration(project, V1, "bio", "ALTER TABLE users ADD COLUMN bio text;")
     (project / "dbtool.toml").write_text('[extensions]\ncitext = "1.4"\n')
-    first = [*FULL[:2], "extensions", "schema-load", "migrate", "seed", "template"]
+    first = ["aside", "create", "extensions", "schema-load", "migrate", "seed", "drop-old", "template"]
     assert setup() == first
-    assert setup() == ["drop", "clone"]
+    assert setup() == CLONED
     before = local.templates()
     change(project)
     assert setup() == first  # loaded afresh
@@ -181,5 +181,5 @@ def test_prod_never_gets_a_template(prod, project):
         run = dbtool("setup", "prod", "--yes")
         assert run.code == 0, run.all
         steps = [line.split()[0] for line in run.out.splitlines() if line.startswith("  ")]
-        assert steps == ["drop", "create", "schema-load", "seed"]
+        assert steps == ["aside", "create", "schema-load", "seed", "drop-old"]
     assert prod.templates() == []
