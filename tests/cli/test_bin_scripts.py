@@ -7,6 +7,7 @@ import shutil
 import subprocess
 
 import psycopg
+import pytest
 
 from dbtool.commands import SCRIPTS as COMMAND_SCRIPTS
 from tests.helpers import REPO, dbtool, error_line, script
@@ -83,3 +84,21 @@ def test_python_dash_m_works():
         [str(REPO / ".venv" / "bin" / "python"), "-m", "dbtool", "--version"], capture_output=True, text=True
     )
     assert result.returncode == 0 and "version" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "needs"),
+    [
+        ([], "deploy"),  # the whole suite
+        (["-q"], "deploy"),
+        (["-q", "tests"], "deploy"),
+        (["."], "deploy"),
+        (["tests/deploy/test_cdk.py::test_cfn_lint_finds_nothing_in_the_synthesized_templates"], "deploy"),
+        (["-q", "tests/ops", "tests/deploy/test_contract.py"], "deploy"),
+        (["-q", "tests/ops/test_init.py"], ""),  # a focused run: no CDK extra, Lambda wheels or ministack
+        (["-k", "deploy", "tests/cli"], ""),  # -k's expression is not a path
+    ],
+)
+def test_run_tests_installs_the_deploy_parts_only_for_runs_that_need_them(args, needs):
+    result = subprocess.run([str(REPO / "bin" / "_test-needs"), *args], cwd=REPO, capture_output=True, text=True)
+    assert (result.returncode, result.stdout.strip()) == (0, needs)
