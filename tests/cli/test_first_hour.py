@@ -272,3 +272,35 @@ def test_the_sessions_table_shows_queries_without_their_leading_comment(local: S
     run = dbtool("sessions")
     assert run.code == 0, run.all
     assert "-- purpose" not in run.out and "SELECT pid" in run.out, run.out
+
+
+@pytest.mark.parametrize("columns", [60, 80, 200])
+def test_the_help_on_a_real_terminal_cuts_nothing(columns):
+    """On a pty of each width (help.txt at 80 and over, click's own rendering below), every description whole."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, columns, 0, 0))
+    env = {key: value for key, value in os.environ.items() if key not in ("COLUMNS", "LINES")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dbtool", "--help"], stdin=slave, stdout=slave, stderr=slave, env=env, close_fds=True
+    )
+    os.close(slave)
+    screen = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        screen += chunk
+    os.close(master)
+    assert process.wait(timeout=30) == 0
+    text = screen.decode().replace("\r\n", "\n")
+    assert "Start here:" in text and "AWS and deploy:" in text
+    assert "..." not in text.split("Options:")[1] and "…" not in text
+    assert max(len(line) for line in text.splitlines()) <= max(columns, 80)
