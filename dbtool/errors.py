@@ -70,6 +70,8 @@ class DatabaseMissing(ConnectionFailed):
 class SqlFileError(DbtoolError):
     """An SQL file is missing, unreadable, or a statement in it failed."""
 
+    sqlstate: str | None = None  # the failed statement's, when it was one
+
 
 class ProductionRefused(DbtoolError):
     """A write to production was not confirmed."""

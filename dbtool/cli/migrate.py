@@ -43,14 +43,46 @@ class DefaultGroup(click.Group):
         return super().parse_args(ctx, args)
 
 
-_lock_timeout = click.option(
-    "--lock-timeout",
-    type=click.FloatRange(min=0),
-    default=60,
-    show_default=True,
-    metavar="SECONDS",
-    help="How long to wait for another migrate or rollback on the same database.",
-)
+def _timeouts(func: Callable[..., Any]) -> Callable[..., Any]:
+    """--lock-timeout, --statement-timeout, --lock-retries and --migration-lock-wait."""
+    seconds = click.FloatRange(min=0)
+    for option in reversed(
+        [
+            click.option(
+                "--lock-timeout",
+                type=seconds,
+                default=None,
+                metavar="SECONDS",
+                help="How long each statement may wait for a lock before its migration is rolled back and retried "
+                "(0: no limit; default: dbtool.toml, else 2 on prod and protected targets).",
+            ),
+            click.option(
+                "--statement-timeout",
+                type=seconds,
+                default=None,
+                metavar="SECONDS",
+                help="How long each statement may run (0: no limit; default: dbtool.toml, else none).",
+            ),
+            click.option(
+                "--lock-retries",
+                type=click.IntRange(min=0),
+                default=None,
+                metavar="N",
+                help="Retries after a lock timeout, with jittered backoff (default: dbtool.toml, else 5).",
+            ),
+            click.option(
+                "--migration-lock-wait",
+                "lock_wait",
+                type=seconds,
+                default=60,
+                show_default=True,
+                metavar="SECONDS",
+                help="How long to wait for another migrate or rollback on the same database.",
+            ),
+        ]
+    ):
+        func = option(func)
+    return func
 
 
 @cli.group(cls=DefaultGroup, default="up")
@@ -61,22 +93,31 @@ def migrate() -> None:
     """
 
 
-def migrations_of(target: Any, lock_timeout: float = 60) -> Any:
-    from dbtool.migrations.runner import Migrations
+def migrations_of(target: Any, options: dict[str, Any] | None = None) -> Any:
+    """The target's migrations, with the timeouts the options give (else dbtool.toml's, else the defaults)."""
+    from dbtool.migrations.runner import Migrations, timeouts_for
 
-    return Migrations(target, lock_timeout=lock_timeout, report=lambda message: click.echo(message, err=True))
+    given = options or {}
+    timeouts = timeouts_for(
+        target,
+        lock=given.get("lock_timeout"),
+        statement=given.get("statement_timeout"),
+        retries=given.get("lock_retries"),
+    )
+    report = lambda message: click.echo(message, err=True)  # noqa: E731
+    return Migrations(target, lock_wait=given.get("lock_wait", 60), timeouts=timeouts, report=report)
 
 
 @migrate.command("up")
 @target_argument
 @yes_option
-@_lock_timeout
+@_timeouts
 @click.option("--allow-changed", is_flag=True, help="Go on when an applied migration's file has changed.")
 @click.option("--strict", is_flag=True, help="Refuse a pending migration older than the newest applied one.")
-def migrate_up(target: str, yes: bool, lock_timeout: float, allow_changed: bool, strict: bool) -> None:
+def migrate_up(target: str, yes: bool, allow_changed: bool, strict: bool, **timeouts: Any) -> None:
     """Apply pending migrations in version order, each in its own transaction.  Example: dbtool migrate up prod"""
     resolved = resolve(target)
-    migrations = migrations_of(resolved, lock_timeout)
+    migrations = migrations_of(resolved, timeouts)
     _plan_confirm_run(
         resolved,
         yes,
@@ -141,13 +182,13 @@ def migrate_new(name: str) -> None:
     "--to", "to_version", default=None, metavar="VERSION", help="Undo every migration after VERSION (0: all)."
 )
 @yes_option
-@_lock_timeout
-def rollback(target: str, steps: int | None, to_version: str | None, yes: bool, lock_timeout: float) -> None:
+@_timeouts
+def rollback(target: str, steps: int | None, to_version: str | None, yes: bool, **timeouts: Any) -> None:
     """Undo the latest applied migrations, in reverse order of application.  Example: dbtool rollback --steps 2"""
     if steps is not None and to_version is not None:
         raise click.UsageError("use --steps or --to, not both")
     resolved = resolve(target)
-    migrations = migrations_of(resolved, lock_timeout)
+    migrations = migrations_of(resolved, timeouts)
     _plan_confirm_run(
         resolved,
         yes,

@@ -363,7 +363,9 @@ class _Loader:
             hint = CREATE_DATABASE_HINT
         elif error.sqlstate == ACTIVE_SQL_TRANSACTION and self.transaction:
             hint = self.no_transaction_hint
-        return self._file_error(line, column, error.describe(), hint)
+        found = self._file_error(line, column, error.describe(), hint)
+        found.sqlstate = error.sqlstate
+        return found
 
     def _located(self, run: Run, message: str, hint: str) -> SqlFileError:
         return self._file_error(*run.locate(first_token(run.sql, 0)), message, hint)

@@ -39,7 +39,11 @@ if TYPE_CHECKING:
 
 LOCK_KEY = int.from_bytes(hashlib.sha256(b"dbtool schema_migrations").digest()[:8], "big", signed=True)
 LOCK_POLL_SECONDS = 0.05
-DEFAULT_LOCK_TIMEOUT = 60.0
+DEFAULT_LOCK_WAIT = 60.0  # for another migrate's advisory lock
+PROTECTED_LOCK_TIMEOUT = 2.0  # PostgreSQL's lock_timeout for each statement, on protected targets and at deploy
+DEFAULT_LOCK_RETRIES = 5
+RETRY_BASE_SECONDS, RETRY_MAX_SECONDS = 0.25, 8.0
+LOCK_NOT_AVAILABLE = "55P03"
 OUTSIDE_TRANSACTION_HINT = (
     "it cannot run inside a transaction: mark its section '-- migrate:up transaction:false', "
     "whose statements run one by one, each committed"
@@ -69,6 +73,34 @@ class Entry:
     detail: str = ""
 
 
+@dataclass(frozen=True)
+class Timeouts:
+    """How each migration statement may wait: ``lock`` and ``statement`` in seconds (None: no limit), and how
+    often a migration that timed out on a lock is rolled back and tried again."""
+
+    lock: float | None = None
+    statement: float | None = None
+    retries: int = DEFAULT_LOCK_RETRIES
+
+
+def timeouts_for(
+    target: Target, *, lock: float | None = None, statement: float | None = None, retries: int | None = None
+) -> Timeouts:
+    """The options given, else ``dbtool.toml``'s ``[migrations]``, else the defaults: a 2 s lock_timeout on a
+    protected target (production, and so at deploy time), none elsewhere; 5 retries."""
+    declared = target.context.declaration.migrations
+
+    def pick(given: float | None, written: float | None, default: float | None) -> float | None:
+        value = given if given is not None else written if written is not None else default
+        return value or None  # 0 means no limit
+
+    return Timeouts(
+        lock=pick(lock, declared.lock_timeout, PROTECTED_LOCK_TIMEOUT if target.protected else None),
+        statement=pick(statement, declared.statement_timeout, None),
+        retries=next(value for value in (retries, declared.lock_retries, DEFAULT_LOCK_RETRIES) if value is not None),
+    )
+
+
 class Migrations:
     """The migrations of one project against one target."""
 
@@ -77,12 +109,14 @@ class Migrations:
         target: Target,
         *,
         directory: str = DIRECTORY,
-        lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+        lock_wait: float = DEFAULT_LOCK_WAIT,
+        timeouts: Timeouts | None = None,
         report: Report | None = None,
         before: Callable[[Migration], None] | None = None,
     ) -> None:
         self.target = target
-        self.lock_timeout = lock_timeout
+        self.lock_timeout = lock_wait
+        self.timeouts = timeouts if timeouts is not None else timeouts_for(target)
         self.report = report or (lambda message: None)
         self.before = before or (lambda migration: None)  # asked before each one is applied; raising stops
         self.files = read_migrations(target.root, directory, warn=lambda line: self.report(f"warning: {line}"))
@@ -117,9 +151,8 @@ class Migrations:
             for migration in pending:
                 self.before(migration)
                 try:
-                    if not self._claim(conn, migration.version, applied=False, transaction=migration.up.transaction):
+                    if not self._apply(conn, migration.up, migration, record=True):
                         continue  # another run applied it since this one read the table
-                    self._run(conn, migration.up, migration, record=True)
                 except SqlFileError as error:
                     raise _after(error, done) from None
                 done.append(migration)
@@ -135,9 +168,8 @@ class Migrations:
             plans = [(row, self._down_of(row, by_version)) for row in chosen]  # all checked before any runs
             for row, (migration, down) in plans:
                 try:
-                    if not self._claim(conn, row.version, applied=True, transaction=down.transaction):
+                    if not self._apply(conn, down, migration, record=False):
                         continue  # another run rolled it back since this one read the table
-                    self._run(conn, down, migration, record=False)
                 except SqlFileError as error:
                     raise _after(error, done, verb="rolled back") from None
                 done.append(row)
@@ -178,7 +210,8 @@ class Migrations:
             if time.monotonic() >= deadline:
                 raise MigrationError(
                     f"timed out after {self.lock_timeout:g} s waiting for the migration lock held by {holder}",
-                    "another migrate or rollback is running on this database; wait for it, or raise --lock-timeout",
+                    "another migrate or rollback is running on this database; "
+                    "wait for it, or raise --migration-lock-wait",
                 )
             if not told:
                 self.report(f"waiting for the migration lock held by {holder}")
@@ -269,6 +302,49 @@ class Migrations:
             )
         return migration, migration.down
 
+    def _apply(self, conn: Session, section: Section, migration: Migration, *, record: bool) -> bool:
+        """Run one section (claimed first); a lock timeout rolls it back and tries again after a jittered
+        backoff, up to ``timeouts.retries`` times. False when another run did it first."""
+        from dbtool.engine.session import SqlError
+
+        attempt = 0
+        while True:
+            if not self._claim(conn, migration.version, applied=not record, transaction=section.transaction):
+                return False
+            try:
+                self._run(conn, section, migration, record=record)
+                return True
+            except SqlFileError as error:
+                with contextlib.suppress(SqlError):  # over the Data API the error already ended the transaction
+                    if conn.in_transaction:
+                        conn.rollback()
+                if error.sqlstate != LOCK_NOT_AVAILABLE:
+                    raise
+                attempt += 1
+                if attempt > self.timeouts.retries or not section.transaction:
+                    raise self._gave_up(error, attempt) from None
+                delay = min(RETRY_MAX_SECONDS, RETRY_BASE_SECONDS * 2 ** (attempt - 1)) * (0.5 + random.random())
+                self.report(
+                    f"lock timeout after {_seconds(self.timeouts.lock)} s at {error.message}; "
+                    f"retry {attempt} of {self.timeouts.retries} in {delay:.1f} s"
+                )
+                time.sleep(delay)
+                self.before(migration)  # at deploy time: stops here once the Lambda's timer has answered
+
+    def _gave_up(self, error: SqlFileError, attempts: int) -> SqlFileError:
+        tried = f"lock_timeout {_seconds(self.timeouts.lock)} s, gave up after {attempts} attempt{'s' * (attempts > 1)}"
+        why = f"{tried}: another session holds a lock this statement needs (see dbtool sessions)"
+        found = SqlFileError(error.message, f"{why}; {error.hint}" if error.hint else why)
+        found.sqlstate = error.sqlstate
+        return found
+
+    def _limits(self, conn: Session, *, local: bool) -> None:
+        """Set the statement limits: for the transaction (``local``), else for the session."""
+        for name, seconds in (("lock_timeout", self.timeouts.lock), ("statement_timeout", self.timeouts.statement)):
+            if seconds is not None:
+                value = f"{max(1, round(seconds * 1000))}ms"
+                conn.execute(queries.get("set_setting"), {"name": name, "value": value, "local": local})
+
     def _run(self, conn: Session, section: Section, migration: Migration, *, record: bool) -> None:
         """One section and its row: in one transaction, or statement by statement with the row after."""
         import io
@@ -279,14 +355,24 @@ class Migrations:
         row_query = queries.get("migration_record" if record else "migration_forget")
         row = {"version": migration.version, "checksum": migration.checksum, "name": migration.name}
         scanner = Scanner(io.BytesIO(section.sql))
-        run_sql(
-            conn,
-            scanner,
-            migration.display,
-            transaction=section.transaction,
-            commit=False,
-            no_transaction_hint=OUTSIDE_TRANSACTION_HINT,
-        )
+        if section.transaction:
+            if not conn.in_transaction:
+                conn.begin()
+            self._limits(conn, local=True)
+        elif conn.session_locks:  # a session of its own: the limits hold for its statements, then go
+            self._limits(conn, local=False)
+        try:
+            run_sql(
+                conn,
+                scanner,
+                migration.display,
+                transaction=section.transaction,
+                commit=False,
+                no_transaction_hint=OUTSIDE_TRANSACTION_HINT,
+            )
+        finally:
+            if not section.transaction and conn.session_locks and not conn.in_transaction:
+                conn.execute(queries.get("reset_limits"))
         conn.execute(row_query, row)
         if section.transaction:
             conn.commit()
@@ -353,9 +439,15 @@ def _holder(conn: Session) -> str:
     return f"pid {pid} ({user} from {where}, {application or 'no application name'}, since {started:%H:%M:%S})"
 
 
+def _seconds(value: float | None) -> str:
+    return f"{value:g}" if value is not None else "no"
+
+
 def _after(error: SqlFileError, done: list[object], verb: str = "applied") -> SqlFileError:
     """A failed migration's error, saying what this run had already finished (those stay)."""
     if not done:
         return error
     stay = f"the {len(done)} before it in this run stay {verb}"
-    return SqlFileError(error.message, f"{error.hint}; {stay}" if error.hint else stay)
+    found = SqlFileError(error.message, f"{error.hint}; {stay}" if error.hint else stay)
+    found.sqlstate = error.sqlstate
+    return found

@@ -6,6 +6,11 @@ Optional, at the project root, read with the standard library's ``tomllib``. Two
     pgcrypto = "1.3"
     citext = "1.6"
 
+    [migrations]          # how migrations run (defaults: 2 s lock_timeout on protected targets, 5 retries)
+    lock_timeout = 2      # seconds each statement may wait for a lock (0: no limit)
+    statement_timeout = 0 # seconds each statement may run (0: no limit)
+    lock_retries = 5      # a migration that timed out on a lock is rolled back and retried this often
+
     [targets.staging]     # a named target beside local and prod: ./bin/db-migrate staging
     url_env = "STAGING_CONNECTION_URL"   # or data_api_cluster_arn + secret_id (+ database)
     secret_id = "app/staging"            # credentials from Secrets Manager; iam_auth = true for RDS IAM
@@ -25,7 +30,8 @@ from pathlib import Path
 from dbtool.errors import DbtoolError
 
 FILE_NAME = "dbtool.toml"
-SECTIONS = ("extensions", "targets")
+SECTIONS = ("extensions", "migrations", "targets")
+MIGRATION_KEYS = ("lock_timeout", "statement_timeout", "lock_retries")
 TARGET_KEYS = {
     "url_env": str,
     "data_api_cluster_arn": str,
@@ -64,12 +70,22 @@ class DeclaredTarget:
 
 
 @dataclass(frozen=True)
+class MigrationSettings:
+    """``[migrations]``: None where the file says nothing (the default applies)."""
+
+    lock_timeout: float | None = None
+    statement_timeout: float | None = None
+    lock_retries: int | None = None
+
+
+@dataclass(frozen=True)
 class Declaration:
     """The project's declared database; empty when there is no ``dbtool.toml``."""
 
     path: Path | None = None
     extensions: dict[str, str] = field(default_factory=dict)  # name -> version, in the file's order
     targets: dict[str, DeclaredTarget] = field(default_factory=dict)
+    migrations: MigrationSettings = field(default_factory=MigrationSettings)
 
 
 def read_declaration(root: Path) -> Declaration:
@@ -92,7 +108,28 @@ def read_declaration(root: Path) -> Declaration:
         raise DeclarationError(
             f"{path}: unknown section or key {unknown[0]!r}", f"dbtool.toml knows [{'], ['.join(SECTIONS)}]"
         )
-    return Declaration(path, _extensions(path, data.get("extensions", {})), _targets(path, data.get("targets", {})))
+    return Declaration(
+        path,
+        _extensions(path, data.get("extensions", {})),
+        _targets(path, data.get("targets", {})),
+        _migrations(path, data.get("migrations", {})),
+    )
+
+
+def _migrations(path: Path, section: object) -> MigrationSettings:
+    if not isinstance(section, dict):
+        raise DeclarationError(f"{path}: migrations must be a table", "write [migrations] and lock_timeout = 2 lines")
+    for key, value in section.items():
+        if key not in MIGRATION_KEYS:
+            raise DeclarationError(
+                f"{path}: migrations: unknown key {key!r}", f"[migrations] knows {', '.join(MIGRATION_KEYS)}"
+            )
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if key == "lock_retries" and not (number and isinstance(value, int) and value >= 0):
+            raise DeclarationError(f"{path}: migrations.lock_retries must be a whole number (0: no retry)")
+        if key != "lock_retries" and not (number and value >= 0):
+            raise DeclarationError(f"{path}: migrations.{key} must be a number of seconds (0: none)")
+    return MigrationSettings(**section)
 
 
 def _targets(path: Path, section: object) -> dict[str, DeclaredTarget]:

@@ -235,7 +235,7 @@ def test_lock_timeout_names_the_holder(db, project):
     with psycopg.connect(db.url(), autocommit=True, application_name="someone-else") as holder:
         holder.execute("SELECT pg_advisory_lock(%s)", [LOCK_KEY])
         pid = holder.info.backend_pid
-        line = last_error(dbtool("migrate", "--lock-timeout", "1"))
+        line = last_error(dbtool("migrate", "--migration-lock-wait", "1"))
     assert line.startswith(f"error: timed out after 1 s waiting for the migration lock held by pid {pid} ")
     assert "someone-else" in line and applied(db) == []
 

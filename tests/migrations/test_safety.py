@@ -1,0 +1,140 @@
+"""Migrations on a live database (issue 23, part 1): every migration statement runs under a short lock_timeout, and
+a migration that times out waiting for a lock is rolled back and retried with jittered backoff, bounded."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import psycopg
+import pytest
+
+from tests.conftest import Server
+from tests.helpers import dbtool, error_line
+from tests.migrations.test_migrations import V1, applied, rows
+from tests.migrations.test_migrations import write as migration
+
+ADD_BIO = "ALTER TABLE busy ADD COLUMN bio text;"
+
+
+@pytest.fixture(autouse=True)
+def scripts_use_the_project(project, monkeypatch):
+    monkeypatch.setenv("DBTOOL_PROJECT_ROOT", str(project))
+
+
+@contextmanager
+def long_transaction(server: Server, seconds: float | None) -> Iterator[None]:
+    """A session that reads ``busy`` in a transaction (holding ACCESS SHARE, which ALTER TABLE must wait for) and
+    ends it after ``seconds`` (None: when the block ends)."""
+    conn = psycopg.connect(server.url())
+    conn.execute("SELECT count(*) FROM busy")
+    timer = threading.Timer(seconds, conn.rollback) if seconds is not None else None
+    if timer is not None:
+        timer.start()
+    try:
+        yield
+    finally:
+        if timer is not None:
+            timer.join()
+        conn.close()
+
+
+@pytest.fixture
+def busy(local: Server) -> Server:
+    local.create()
+    with psycopg.connect(local.url()) as conn:
+        conn.execute("CREATE TABLE busy (id int PRIMARY KEY)")
+    return local
+
+
+def retries(run) -> list[str]:
+    return [line for line in run.err.splitlines() if line.startswith("lock timeout ")]
+
+
+def test_a_migration_behind_a_long_transaction_times_out_retries_and_applies(busy, project):
+    migration(project, V1, "bio", ADD_BIO)
+    with long_transaction(busy, 2.0):
+        started = time.monotonic()
+        run = dbtool("migrate", "--lock-timeout", "0.3", "--lock-retries", "10")
+    assert run.code == 0, run.all
+    assert applied(busy) == [V1]
+    lines = retries(run)
+    assert lines and all(f"db/migrations/{V1}_bio.sql:2:1" in line for line in lines), run.err
+    assert lines[0].startswith("lock timeout after 0.3 s at ") and "retry 1 of 10 in " in lines[0]
+    assert time.monotonic() - started < 15
+
+
+def test_retries_are_bounded_and_nothing_is_applied(busy, project):
+    migration(project, V1, "bio", ADD_BIO)
+    with long_transaction(busy, None):
+        run = dbtool("migrate", "--lock-timeout", "0.2", "--lock-retries", "2")
+    assert run.code == 1
+    assert len(retries(run)) == 2, run.err
+    line = error_line_of(run)
+    assert line.startswith(f"error: db/migrations/{V1}_bio.sql:2:1: canceling statement due to lock timeout")
+    assert "gave up after 3 attempts" in line
+    assert applied(busy) == []
+    assert rows(busy, "SELECT count(*) FROM information_schema.columns WHERE column_name = 'bio'") == [(0,)]
+
+
+def error_line_of(run) -> str:
+    return [line for line in run.err.splitlines() if line.startswith("error: ")][-1]
+
+
+def test_without_a_lock_timeout_a_local_migration_waits_as_before(busy, project):
+    migration(project, V1, "bio", ADD_BIO)
+    with long_transaction(busy, 1.0):
+        run = dbtool("migrate")
+    assert run.code == 0 and retries(run) == [], run.all
+
+
+def test_protected_targets_get_a_two_second_lock_timeout(prod, project):
+    prod.create()
+    with psycopg.connect(prod.url()) as conn:
+        conn.execute("CREATE TABLE busy (id int PRIMARY KEY)")
+    (project / "dbtool.toml").write_text("[migrations]\nlock_retries = 0\n")
+    migration(project, V1, "bio", ADD_BIO)
+    with long_transaction(prod, None):
+        run = dbtool("migrate", "prod", "--yes")
+    assert run.code == 1
+    assert "canceling statement due to lock timeout" in error_line_of(run)
+    assert "(lock_timeout 2 s, gave up after 1 attempt" in error_line_of(run)
+
+
+def test_dbtool_toml_sets_the_timeouts(busy, project):
+    (project / "dbtool.toml").write_text("[migrations]\nlock_timeout = 0.2\nlock_retries = 1\n")
+    migration(project, V1, "bio", ADD_BIO)
+    with long_transaction(busy, None):
+        run = dbtool("migrate")
+    assert run.code == 1 and len(retries(run)) == 1, run.all
+    migration(project, V1, "bio", "SELECT pg_sleep(2);")
+    (project / "dbtool.toml").write_text("[migrations]\nstatement_timeout = 0.5\n")
+    run = dbtool("migrate")
+    assert run.code == 1 and "canceling statement due to statement timeout" in error_line_of(run)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[migrations]\nlock_timeout = -1\n", "migrations.lock_timeout must be a number of seconds (0: none)"),
+        ("[migrations]\nlock_retries = 1.5\n", "migrations.lock_retries must be a whole number"),
+        ("[migrations]\nlock_timout = 2\n", "migrations: unknown key 'lock_timout'"),
+    ],
+)
+def test_a_malformed_migrations_section_is_one_line(project, local, text, message):
+    (project / "dbtool.toml").write_text(text)
+    assert message in error_line(dbtool("migrate", "status"))
+
+
+def test_over_the_data_api_the_same(data_api, project, monkeypatch):
+    data_api.db.create()
+    with psycopg.connect(data_api.db.url()) as conn:
+        conn.execute("CREATE TABLE busy (id int PRIMARY KEY)")
+    migration(project, V1, "bio", ADD_BIO)
+    with long_transaction(data_api.db, 2.0):
+        run = dbtool("migrate", "prod", "--yes", "--lock-timeout", "0.3", "--lock-retries", "10")
+    assert run.code == 0, run.all
+    assert retries(run), run.err
+    assert applied(data_api.db) == [V1]
