@@ -57,6 +57,10 @@ ACTIVE_SQL_TRANSACTION = "25001"
 ProgressCallback = Callable[[int, int], None]
 
 
+# (the statement, its located error, the attempt that failed): whether to run it again
+Retry = Callable[[bytes, SqlFileError, int], bool]
+
+
 @dataclass(frozen=True)
 class LoadResult:
     name: str
@@ -113,13 +117,17 @@ def run_sql(
     commit: bool = True,
     on_progress: ProgressCallback | None = None,
     no_transaction_hint: str = NO_TRANSACTION_HINT,
+    retry: Retry | None = None,
 ) -> int:
     """Run the scanned statements in an open session; the number run.
 
     ``transaction`` runs them in one transaction (begun here unless the caller has begun one), and
     leaves it open for the caller when ``commit`` is off (a migration commits its own row with it).
+    Without a transaction, a statement that failed on its own (outside the file's own BEGIN) is run again
+    while ``retry(statement, error, attempt)`` says so: it had no effect, so running it again is safe.
     """
     loader = _Loader(session, name, transaction, on_progress, commit=commit, no_transaction_hint=no_transaction_hint)
+    loader.retry = retry
     loader.load(scanner)
     return loader.statements
 
@@ -188,6 +196,7 @@ class _Loader:
         no_transaction_hint: str = NO_TRANSACTION_HINT,
     ) -> None:
         self.session = session
+        self.retry: Retry | None = None
         self.name, self.transaction, self.commit = name, transaction, commit
         self.on_progress = on_progress
         self.statements = 0
@@ -253,10 +262,17 @@ class _Loader:
             raise self._sql_error(error, run, 0) from None
 
     def _one(self, run: Run, start: int, end: int) -> None:
-        try:
-            self.session.execute_statement(run.sql[start:end], run.kind)
-        except SqlError as error:
-            raise self._sql_error(error, run, start) from None
+        attempt = 0
+        while True:
+            try:
+                self.session.execute_statement(run.sql[start:end], run.kind)
+                return
+            except SqlError as error:
+                found = self._sql_error(error, run, start)
+            attempt += 1
+            alone = not self.session.in_transaction  # committed or failed on its own, not in the file's BEGIN
+            if self.retry is None or not alone or not self.retry(run.sql[start:end], found, attempt):
+                raise found
 
     def _copy(self, run: Run, items: Iterator[object], scanner: Scanner) -> None:
         def data() -> Iterator[bytes]:

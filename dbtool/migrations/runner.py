@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import random
+import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -34,6 +35,7 @@ from dbtool.errors import SqlFileError
 from dbtool.migrations.files import DIRECTORY, Migration, MigrationError, Section, read_migrations
 
 if TYPE_CHECKING:
+    from dbtool.engine.loader import Retry
     from dbtool.engine.session import Session
     from dbtool.targets.resolve import Target
 
@@ -44,6 +46,10 @@ PROTECTED_LOCK_TIMEOUT = 2.0  # PostgreSQL's lock_timeout for each statement, on
 DEFAULT_LOCK_RETRIES = 5
 RETRY_BASE_SECONDS, RETRY_MAX_SECONDS = 0.25, 8.0
 LOCK_NOT_AVAILABLE = "55P03"
+CONCURRENT_INDEX = re.compile(
+    rb"(?is)(?<![a-z0-9_])create\s+(?:unique\s+)?index\s+concurrently\s+(?:if\s+not\s+exists\s+)?"
+    rb'(?P<name>"(?:[^"]|"")+"|[a-z_][a-z0-9_$]*)\s+on\b'
+)
 OUTSIDE_TRANSACTION_HINT = (
     "it cannot run inside a transaction: mark its section '-- migrate:up transaction:false', "
     "whose statements run one by one, each committed"
@@ -312,7 +318,7 @@ class Migrations:
             if not self._claim(conn, migration.version, applied=not record, transaction=section.transaction):
                 return False
             try:
-                self._run(conn, section, migration, record=record)
+                self._run(conn, section, migration, record=record, retry=self._statement_retry(conn, migration))
                 return True
             except SqlFileError as error:
                 with contextlib.suppress(SqlError):  # over the Data API the error already ended the transaction
@@ -320,20 +326,74 @@ class Migrations:
                         conn.rollback()
                 if error.sqlstate != LOCK_NOT_AVAILABLE:
                     raise
+                if not section.transaction:  # retried statement by statement already (_statement_retry)
+                    raise
                 attempt += 1
-                if attempt > self.timeouts.retries or not section.transaction:
+                if attempt > self.timeouts.retries:
                     raise self._gave_up(error, attempt) from None
-                delay = min(RETRY_MAX_SECONDS, RETRY_BASE_SECONDS * 2 ** (attempt - 1)) * (0.5 + random.random())
-                self.report(
-                    f"lock timeout after {_seconds(self.timeouts.lock)} s at {error.message}; "
-                    f"retry {attempt} of {self.timeouts.retries} in {delay:.1f} s"
-                )
-                time.sleep(delay)
-                self.before(migration)  # at deploy time: stops here once the Lambda's timer has answered
+                self._wait_to_retry(error, attempt, migration)
 
-    def _gave_up(self, error: SqlFileError, attempts: int) -> SqlFileError:
+    def _wait_to_retry(self, error: SqlFileError, attempt: int, migration: Migration) -> None:
+        """Say so, then sleep a jittered, doubling backoff."""
+        delay = min(RETRY_MAX_SECONDS, RETRY_BASE_SECONDS * 2 ** (attempt - 1)) * (0.5 + random.random())
+        self.report(
+            f"lock timeout after {_seconds(self.timeouts.lock)} s at {error.message}; "
+            f"retry {attempt} of {self.timeouts.retries} in {delay:.1f} s"
+        )
+        time.sleep(delay)
+        self.before(migration)  # at deploy time: stops here once the Lambda's timer has answered
+
+    def _statement_retry(self, conn: Session, migration: Migration) -> Callable[[bytes, SqlFileError, int], bool]:
+        """For ``transaction:false`` sections: a statement that timed out on a lock runs again after the backoff
+        (a failed CREATE INDEX CONCURRENTLY's INVALID index dropped first), up to the retries."""
+        from dbtool.engine.session import SqlError
+
+        timeouts = 0
+
+        def retry(statement: bytes, error: SqlFileError, attempt: int) -> bool:
+            nonlocal timeouts
+            if error.sqlstate != LOCK_NOT_AVAILABLE:
+                return False
+            while True:
+                timeouts += 1
+                if timeouts > self.timeouts.retries:
+                    raise self._gave_up(error, timeouts, leftover=self._invalid_index(conn, statement))
+                self._wait_to_retry(error, timeouts, migration)
+                try:
+                    self._drop_invalid_index(conn, statement)
+                    return True
+                except SqlError as failed:  # the drop waits for the same session: one more attempt spent
+                    if failed.sqlstate != LOCK_NOT_AVAILABLE:
+                        raise
+
+        return retry
+
+    def _invalid_index(self, conn: Session, statement: bytes) -> str | None:
+        """The INVALID index a failed CREATE INDEX CONCURRENTLY ``statement`` left (None: none, or not one)."""
+        found = CONCURRENT_INDEX.match(statement)
+        if found is None:
+            return None
+        name = found["name"].decode()
+        name = name[1:-1].replace('""', '"') if name.startswith('"') else name.lower()
+        return conn.execute(queries.get("invalid_index"), {"name": name}).scalar()
+
+    def _drop_invalid_index(self, conn: Session, statement: bytes) -> None:
+        """Drop it, so that the build runs again (IF NOT EXISTS would otherwise keep the broken one)."""
+        index = self._invalid_index(conn, statement)
+        if index is not None:
+            conn.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {index}")  # regclass text: quoted as needed
+            self.report(f"dropped the INVALID index {index} left by the failed build")
+
+    def _drop_invalid_indexes(self, conn: Session, sql: bytes) -> None:
+        """Before a ``transaction:false`` section: the INVALID indexes an earlier run's builds left."""
+        for found in CONCURRENT_INDEX.finditer(sql):
+            self._drop_invalid_index(conn, found.group(0))
+
+    def _gave_up(self, error: SqlFileError, attempts: int, leftover: str | None = None) -> SqlFileError:
         tried = f"lock_timeout {_seconds(self.timeouts.lock)} s, gave up after {attempts} attempt{'s' * (attempts > 1)}"
         why = f"{tried}: another session holds a lock this statement needs (see dbtool sessions)"
+        if leftover is not None:
+            why += f"; the build left the INVALID index {leftover}, which the next migrate drops first"
         found = SqlFileError(error.message, f"{why}; {error.hint}" if error.hint else why)
         found.sqlstate = error.sqlstate
         return found
@@ -345,7 +405,9 @@ class Migrations:
                 value = f"{max(1, round(seconds * 1000))}ms"
                 conn.execute(queries.get("set_setting"), {"name": name, "value": value, "local": local})
 
-    def _run(self, conn: Session, section: Section, migration: Migration, *, record: bool) -> None:
+    def _run(
+        self, conn: Session, section: Section, migration: Migration, *, record: bool, retry: Retry | None = None
+    ) -> None:
         """One section and its row: in one transaction, or statement by statement with the row after."""
         import io
 
@@ -361,6 +423,7 @@ class Migrations:
             self._limits(conn, local=True)
         elif conn.session_locks:  # a session of its own: the limits hold for its statements, then go
             self._limits(conn, local=False)
+            self._drop_invalid_indexes(conn, section.sql)
         try:
             run_sql(
                 conn,
@@ -369,6 +432,7 @@ class Migrations:
                 transaction=section.transaction,
                 commit=False,
                 no_transaction_hint=OUTSIDE_TRANSACTION_HINT,
+                retry=retry,
             )
         finally:
             if not section.transaction and conn.session_locks and not conn.in_transaction:

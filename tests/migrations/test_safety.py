@@ -138,3 +138,59 @@ def test_over_the_data_api_the_same(data_api, project, monkeypatch):
     assert run.code == 0, run.all
     assert retries(run), run.err
     assert applied(data_api.db) == [V1]
+
+
+@contextmanager
+def writer(server: Server, seconds: float | None) -> Iterator[None]:
+    """A transaction holding ROW EXCLUSIVE on ``busy`` (a writer): CREATE INDEX CONCURRENTLY, having entered the
+    index in the catalog, waits for it, and a lock timeout then leaves an INVALID index behind."""
+    conn = psycopg.connect(server.url())
+    conn.execute("LOCK TABLE busy IN ROW EXCLUSIVE MODE")
+    timer = threading.Timer(seconds, conn.rollback) if seconds is not None else None
+    if timer is not None:
+        timer.start()
+    try:
+        yield
+    finally:
+        if timer is not None:
+            timer.join()
+        conn.close()
+
+
+CONCURRENT = "CREATE INDEX CONCURRENTLY busy_id_desc ON busy (id DESC);"
+
+
+def index_state(server: Server) -> list[tuple]:
+    query = "SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass('busy_id_desc')"
+    return rows(server, query)
+
+
+def test_a_concurrent_index_retries_statement_by_statement_dropping_the_invalid_index_first(busy, project):
+    migration(project, V1, "index", CONCURRENT, up_opts="transaction:false")
+    with writer(busy, 2.0):
+        run = dbtool("migrate", "--lock-timeout", "0.3", "--lock-retries", "10")
+    assert run.code == 0, run.all
+    assert retries(run), run.err
+    assert "dropped the INVALID index busy_id_desc left by the failed build" in run.err
+    assert index_state(busy) == [(True,)] and applied(busy) == [V1]
+
+
+def test_a_concurrent_index_that_gives_up_says_what_it_left_and_the_next_run_rebuilds_it(busy, project):
+    migration(
+        project,
+        V1,
+        "index",
+        CONCURRENT.replace("INDEX CONCURRENTLY", "INDEX CONCURRENTLY IF NOT EXISTS"),
+        up_opts="transaction:false",
+    )
+    with writer(busy, None):
+        run = dbtool("migrate", "--lock-timeout", "0.2", "--lock-retries", "1")
+    assert run.code == 1 and len(retries(run)) == 1, run.all
+    line = error_line_of(run)
+    assert "gave up after 2 attempts" in line
+    assert "the build left the INVALID index busy_id_desc, which the next migrate drops first" in line
+    assert index_state(busy) == [(False,)] and applied(busy) == []
+    run = dbtool("migrate", "--lock-timeout", "0.2")  # IF NOT EXISTS would keep the broken one: it is dropped
+    assert run.code == 0, run.all
+    assert "dropped the INVALID index busy_id_desc left by the failed build" in run.err
+    assert index_state(busy) == [(True,)] and applied(busy) == [V1]

@@ -1,0 +1,5 @@
+-- purpose: the INVALID index a failed CREATE INDEX CONCURRENTLY left, by its name (any schema), as regclass text
+SELECT c.oid::pg_catalog.regclass::text
+FROM pg_catalog.pg_index i
+JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid
+WHERE NOT i.indisvalid AND c.relname = %(name)s
