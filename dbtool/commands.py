@@ -38,6 +38,7 @@ COMMANDS = (
     Command("migrate", "migrate", "db-migrate", section="Migrations"),
     Command("rollback", "migrate", "db-rollback", section="Migrations"),
     Command("schema", "migrate", section="Migrations"),
+    Command("drift", "migrate", section="Migrations"),
     Command("update-sg-rule", "aws", "rds-update-sg-rule", section="AWS and deploy"),
     Command("deploy", "deploy", section="AWS and deploy"),
 )

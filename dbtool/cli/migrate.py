@@ -1,4 +1,4 @@
-"""Migrations and the schema file: migrate (up, status, new), rollback, schema dump."""
+"""Migrations and the schema file: migrate (up, status, new), rollback, schema dump, drift."""
 
 from __future__ import annotations
 
@@ -216,3 +216,25 @@ def schema_dump(target: str, file: Path | None) -> None:
     path = sql_path(resolved, file, "db/schema.sql")
     rows = dump_schema(resolved, path)
     click.echo(f"wrote {path} from {resolved.display} ({rows} applied migration{'s' * (rows != 1)})")
+
+
+@cli.command()
+@target_argument
+def drift(target: str) -> None:
+    """Compare the target's schema with what the project's files produce.  Example: dbtool drift prod
+
+    The expected schema is db/schema.sql plus the migrations the target has applied, built on a throwaway
+    database on the local target's server and dropped afterwards. Exit 1 on drift, with the differences.
+    """
+    from dbtool.migrations.drift import drift as compare
+
+    resolved = resolve(target)
+    builder = resolved if resolved.name == "local" else resolve("local")
+    differences = compare(resolved, builder)
+    if not differences:
+        click.echo(f"no drift: {resolved.display} matches db/schema.sql and its applied migrations")
+        return
+    for line in differences:
+        click.echo(line)
+    click.echo(f"drift: {resolved.display} differs from what the project's files produce", err=True)
+    sys.exit(1)

@@ -147,14 +147,16 @@ class Migrations:
 
     # -- writing (under the lock) -----------------------------------------------------------------
 
-    def migrate(self, *, allow_changed: bool = False, strict: bool = False) -> list[Migration]:
-        """Apply every pending migration in version order; the ones applied."""
+    def migrate(
+        self, *, allow_changed: bool = False, strict: bool = False, only: set[str] | None = None
+    ) -> list[Migration]:
+        """Apply every pending migration in version order (``only``: those of these versions); the ones applied."""
         done: list[Migration] = []
         with self._connection() as conn, self._locked(conn):
             applied = self._prepare_table(conn)  # read under the lock: another run may have just finished
             self._check_changed(applied, allow_changed)
             pending = self._pending_in_order(applied, strict)
-            for migration in pending:
+            for migration in [m for m in pending if only is None or m.version in only]:
                 self.before(migration)
                 try:
                     if not self._apply(conn, migration.up, migration, record=True):

@@ -24,13 +24,18 @@ ROWS_HEADER = "\n--\n-- Applied migrations (dbtool schema dump): loading this fi
 
 def dump_schema(target: Target, path: Path) -> int:
     """Write the target's schema and applied migrations to ``path``; the number of migration rows."""
-    require_network_route(target, "schema dump (pg_dump)")
-    schema = stable_restrict_key(_pg_dump(target))
+    schema = pg_dump_schema(target)
     rows = _migration_rows(target)
     text = schema + (ROWS_HEADER + rows[1] if rows[0] else "")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     return rows[0]
+
+
+def pg_dump_schema(target: Target) -> str:
+    """``pg_dump --schema-only`` of the target, its ``\\restrict`` key made stable."""
+    require_network_route(target, "schema dump (pg_dump)")
+    return stable_restrict_key(_pg_dump(target))
 
 
 def stable_restrict_key(dump: str) -> str:

@@ -91,6 +91,12 @@ class Target:
 
         return MappingProxyType({key: str(value) for key, value in conninfo_to_dict(self.conninfo).items()})
 
+    def on_database(self, dbname: str) -> Target:
+        """The same target on another database of its server (drift builds a throwaway one)."""
+        from psycopg.conninfo import make_conninfo
+
+        return dataclasses.replace(self, conninfo=make_conninfo(self.conninfo, dbname=dbname), dbname=dbname)
+
     @property
     def params(self) -> dict[str, str]:
         """A copy of the parsed connection parameters, for a caller to change."""

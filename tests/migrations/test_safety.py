@@ -194,3 +194,53 @@ def test_a_concurrent_index_that_gives_up_says_what_it_left_and_the_next_run_reb
     assert run.code == 0, run.all
     assert "dropped the INVALID index busy_id_desc left by the failed build" in run.err
     assert index_state(busy) == [(True,)] and applied(busy) == [V1]
+
+
+# -- drift ------------------------------------------------------------------------------------------------------
+
+
+def test_no_drift_after_setup_and_migrate(local, project):
+    migration(project, V1, "bio", "ALTER TABLE users ADD COLUMN bio text;")
+    assert dbtool("setup").code == 0
+    run = dbtool("drift")
+    assert run.code == 0, run.all
+    assert run.out.startswith("no drift: ")
+    with local.admin() as conn:  # the throwaway database is gone
+        assert conn.execute("SELECT count(*) FROM pg_database WHERE datname LIKE '%dbtool_drift%'").fetchone() == (0,)
+
+
+def test_a_change_made_by_hand_is_drift_with_a_readable_diff(local, project):
+    assert dbtool("setup").code == 0
+    with psycopg.connect(local.url()) as conn:
+        conn.execute("ALTER TABLE users ADD COLUMN nickname text")
+        conn.execute("CREATE INDEX users_nickname ON users (nickname)")
+    run = dbtool("drift")
+    assert run.code == 1
+    assert "    nickname text" in [line[1:] for line in run.out.splitlines() if line.startswith("+")]
+    assert any(line.startswith("+CREATE INDEX users_nickname ON public.users") for line in run.out.splitlines())
+    assert run.err.strip().startswith("drift: ")
+
+
+def test_column_order_is_not_drift(local, project):
+    (project / "db" / "schema.sql").write_text("CREATE TABLE t (a int, b text);\n")
+    (project / "db" / "seed.sql").write_text("")
+    assert dbtool("setup").code == 0
+    (project / "db" / "schema.sql").write_text("CREATE TABLE t (b text, a int);\n")
+    assert dbtool("drift").code == 0
+    (project / "db" / "schema.sql").write_text("CREATE TABLE t (b text, a bigint);\n")
+    run = dbtool("drift")
+    assert run.code == 1 and "-    a bigint" in run.out and "+    a integer" in run.out
+
+
+def test_drift_of_prod_is_built_on_the_local_server(local, prod, project):
+    prod.create()
+    migration(project, V1, "bio", "ALTER TABLE users ADD COLUMN bio text;")
+    assert dbtool("schema-load", "prod", "--yes").code == 0
+    assert dbtool("migrate", "prod", "--yes").code == 0
+    run = dbtool("drift", "prod")
+    assert run.code == 0, run.all
+    with psycopg.connect(prod.url()) as conn:
+        conn.execute("ALTER TABLE users DROP COLUMN bio")
+    run = dbtool("drift", "prod")
+    assert run.code == 1 and "-    bio text" in run.out
+    assert not prod.templates()  # nothing written on prod
