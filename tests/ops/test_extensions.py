@@ -54,7 +54,7 @@ def plain(db: Server, project: Path) -> Server:
         ("[extensions\n", "dbtool.toml is not valid TOML: "),
         (
             "[extension]\ncitext = '1.6'\n",
-            "dbtool.toml: unknown section or key 'extension' (dbtool.toml knows [extensions], [targets])",
+            "dbtool.toml: unknown section or key 'extension' (dbtool.toml knows [extensions], [migrations], [targets])",
         ),
         ("[extensions]\ncitext = 1.6\n", "dbtool.toml: extensions.citext must be a version string, not 1.6"),
         ("[extensions]\ncitext = ''\n", "dbtool.toml: extensions.citext must be a version string, not ''"),
