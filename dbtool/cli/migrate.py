@@ -226,7 +226,7 @@ def drift(target: str) -> None:
     The expected schema is db/schema.sql plus the migrations the target has applied, built on a throwaway
     database on the local target's server and dropped afterwards. Exit 1 on drift, with the differences.
     """
-    from dbtool.migrations.drift import drift as compare
+    from dbtool.ops.drift import drift as compare
 
     resolved = resolve(target)
     builder = resolved if resolved.name == "local" else resolve("local")
