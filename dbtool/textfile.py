@@ -16,7 +16,7 @@ def read_bytes(path: Path) -> bytes:
     try:
         return path.read_bytes()
     except OSError as error:
-        raise unreadable(path, error) from None
+        raise FileUnreadable(f"cannot read {path}: {error.strerror or error}") from None
 
 
 def read_utf8(path: Path) -> str:
@@ -29,8 +29,3 @@ def read_utf8(path: Path) -> str:
         raise FileUnreadable(
             f"{path} is not UTF-8 text (line {line} has byte 0x{data[error.start]:02x}; save it as UTF-8)"
         ) from None
-
-
-def unreadable(path: Path | str, error: OSError, what: str = "") -> FileUnreadable:
-    """``cannot read [what ]PATH: <the system's reason>``."""
-    return FileUnreadable(f"cannot read {what + ' ' if what else ''}{path}: {error.strerror or error}")

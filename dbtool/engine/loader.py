@@ -126,8 +126,9 @@ def run_sql(
     Without a transaction, a statement that failed on its own (outside the file's own BEGIN) is run again
     while ``retry(statement, error, attempt)`` says so: it had no effect, so running it again is safe.
     """
-    loader = _Loader(session, name, transaction, on_progress, commit=commit, no_transaction_hint=no_transaction_hint)
-    loader.retry = retry
+    loader = _Loader(
+        session, name, transaction, on_progress, commit=commit, no_transaction_hint=no_transaction_hint, retry=retry
+    )
     loader.load(scanner)
     return loader.statements
 
@@ -194,9 +195,10 @@ class _Loader:
         *,
         commit: bool = True,
         no_transaction_hint: str = NO_TRANSACTION_HINT,
+        retry: Retry | None = None,
     ) -> None:
         self.session = session
-        self.retry: Retry | None = None
+        self.retry = retry  # a statement run alone that failed: run it again? (see run_sql)
         self.name, self.transaction, self.commit = name, transaction, commit
         self.on_progress = on_progress
         self.statements = 0

@@ -46,6 +46,7 @@ PROTECTED_LOCK_TIMEOUT = 2.0  # PostgreSQL's lock_timeout for each statement, on
 DEFAULT_LOCK_RETRIES = 5
 RETRY_BASE_SECONDS, RETRY_MAX_SECONDS = 0.25, 8.0
 LOCK_NOT_AVAILABLE = "55P03"
+DROP_INDEX = "DROP INDEX CONCURRENTLY IF EXISTS {}"
 CONCURRENT_INDEX = re.compile(
     rb"(?is)(?<![a-z0-9_])create\s+(?:unique\s+)?index\s+concurrently\s+(?:if\s+not\s+exists\s+)?"
     rb'(?P<name>"(?:[^"]|"")+"|[a-z_][a-z0-9_$]*)\s+on\b'
@@ -359,7 +360,8 @@ class Migrations:
             while True:
                 timeouts += 1
                 if timeouts > self.timeouts.retries:
-                    raise self._gave_up(error, timeouts, leftover=self._invalid_index(conn, statement))
+                    left = self._invalid_indexes(conn, statement)
+                    raise self._gave_up(error, timeouts, leftover=", ".join(shown for *_, shown in left) or None)
                 self._wait_to_retry(error, timeouts, migration)
                 try:
                     self._drop_invalid_index(conn, statement)
@@ -370,21 +372,26 @@ class Migrations:
 
         return retry
 
-    def _invalid_index(self, conn: Session, statement: bytes) -> str | None:
-        """The INVALID index a failed CREATE INDEX CONCURRENTLY ``statement`` left (None: none, or not one)."""
+    def _invalid_indexes(self, conn: Session, statement: bytes) -> list[tuple[str, str, str]]:
+        """The INVALID indexes a failed CREATE INDEX CONCURRENTLY ``statement`` left, as (schema, name, how it is
+        shown); none when the statement is not such a build."""
         found = CONCURRENT_INDEX.match(statement)
         if found is None:
-            return None
+            return []
         name = found["name"].decode()
         name = name[1:-1].replace('""', '"') if name.startswith('"') else name.lower()
-        return conn.execute(queries.get("invalid_index"), {"name": name}).scalar()
+        return [
+            (schema, index, shown)
+            for schema, index, shown in conn.execute(queries.get("invalid_index"), {"name": name})
+        ]
 
     def _drop_invalid_index(self, conn: Session, statement: bytes) -> None:
         """Drop it, so that the build runs again (IF NOT EXISTS would otherwise keep the broken one)."""
-        index = self._invalid_index(conn, statement)
-        if index is not None:
-            conn.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {index}")  # regclass text: quoted as needed
-            self.report(f"dropped the INVALID index {index} left by the failed build")
+        from psycopg import sql
+
+        for schema, name, shown in self._invalid_indexes(conn, statement):
+            conn.execute(sql.SQL(DROP_INDEX).format(sql.Identifier(schema, name)))
+            self.report(f"dropped the INVALID index {shown} left by the failed build")
 
     def _drop_invalid_indexes(self, conn: Session, sql: bytes) -> None:
         """Before a ``transaction:false`` section: the INVALID indexes an earlier run's builds left."""

@@ -77,13 +77,7 @@ def drop_database(
 
     if not database_exists(admin, dbname):
         return DropResult(existed=False)
-    rows = admin.execute(queries.get("database_sessions"), {"dbname": dbname})
-    sessions = tuple(Session(*row) for row in rows)
-    if sessions and not force:
-        raise ServerError(
-            f'database "{dbname}" has {len(sessions)} other session(s): {_describe(sessions)}',
-            "stop the application, or pass --force to end them",
-        )
+    sessions = _sessions_allowed_to_end(admin, dbname, force)
     if sessions and admin.server_version < FORCE_MIN_SERVER_VERSION:
         raise ServerError(
             f'database "{dbname}" is in use and the server is older than PostgreSQL 13',
@@ -113,13 +107,7 @@ def rename_database(
 
     force = force or admin.lingering_sessions
     for attempt in range(RENAME_ATTEMPTS):
-        rows = admin.execute(queries.get("database_sessions"), {"dbname": old})
-        sessions = tuple(Session(*row) for row in rows)
-        if sessions and not force:
-            raise ServerError(
-                f'database "{old}" has {len(sessions)} other session(s): {_describe(sessions)}',
-                "stop the application, or pass --force to end them",
-            )
+        sessions = _sessions_allowed_to_end(admin, old, force)
         if sessions:
             if attempt == 0 and on_sessions is not None:
                 on_sessions(sessions)
@@ -131,6 +119,18 @@ def rename_database(
             if error.sqlstate != IN_USE or attempt == RENAME_ATTEMPTS - 1:
                 raise _server_error(f'cannot rename database "{old}" to "{new}"', error) from None
             time.sleep(RENAME_RETRY_SECONDS)  # a session ended a moment ago is still leaving
+
+
+def _sessions_allowed_to_end(admin: SqlSession, dbname: str, force: bool) -> tuple[Session, ...]:
+    """The other sessions on ``dbname``; without ``force``, any of them is a refusal that names them."""
+    rows = admin.execute(queries.get("database_sessions"), {"dbname": dbname})
+    sessions = tuple(Session(*row) for row in rows)
+    if sessions and not force:
+        raise ServerError(
+            f'database "{dbname}" has {len(sessions)} other session(s): {_describe(sessions)}',
+            "stop the application, or pass --force to end them",
+        )
+    return sessions
 
 
 def _describe(sessions: tuple[Session, ...]) -> str:

@@ -37,7 +37,6 @@ MIGRATIONS_KEEP = "db/migrations/.gitkeep"
 IGNORED = (".env", ".dbtool/")
 SCHEMA = "db/schema.sql"
 OURS = (b"dbtool init", b"_dbtool")  # what dbtool's scripts say (init's, and this repository's own)
-SEARCH_SKIPPED = {"node_modules", ".git", ".dbtool", ".venv", "venv", "__pycache__", "build", "dist"}
 
 
 class InitError(DbtoolError):
@@ -140,24 +139,15 @@ def _script(report: InitReport, path: Path, command: str, *, replace: bool) -> N
     _write(report, path, text, executable=True)
 
 
-def _schemas_elsewhere(root: Path, depth: int = 3) -> list[str]:
-    """``schema.sql`` files under ``root`` (not in db/), nearest first: a project that keeps its schema there."""
-    found: list[str] = []
-    level = [root]
-    for _ in range(depth):
-        below = []
-        for folder in level:
-            try:
-                children = sorted(folder.iterdir())
-            except OSError:
-                continue
-            for child in children:
-                if child.is_dir() and child.name not in SEARCH_SKIPPED and not child.name.startswith("."):
-                    below.append(child)
-                elif child.name == "schema.sql" and child.is_file():
-                    found.append(child.relative_to(root).as_posix())
-        level = below
-    return found
+def _schemas_elsewhere(root: Path) -> list[str]:
+    """``schema.sql`` files in ``root`` and two levels below (not in db/), nearest first: a project that keeps
+    its schema there."""
+    from dbtool.targets.project import directories_below
+
+    folders = [root, *directories_below(root, 2)]
+    return [
+        (folder / "schema.sql").relative_to(root).as_posix() for folder in folders if (folder / "schema.sql").is_file()
+    ]
 
 
 def _hook(report: InitReport, path: Path, text: str) -> None:

@@ -8,7 +8,7 @@ into ``os.environ``: application code importing dbtool must not have its environ
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -65,7 +65,14 @@ SKIPPED_BELOW = {"node_modules", "venv", "env", "site-packages", "__pycache__", 
 
 def projects_below(directory: Path, depth: int = 2) -> list[str]:
     """Projects in the subdirectories of ``directory`` (a monorepo's ``backend-flask``), as relative paths."""
-    found: list[str] = []
+    below = directories_below(directory, depth, enter=lambda path: not is_project(path))
+    return [path.relative_to(directory).as_posix() for path in below if is_project(path)]
+
+
+def directories_below(directory: Path, depth: int, *, enter: Callable[[Path], bool] | None = None) -> Iterator[Path]:
+    """The subdirectories of ``directory`` down to ``depth`` levels, nearest first, each level sorted; hidden ones
+    and tool folders (``node_modules``, virtual environments, build output) left out. ``enter`` says whether to
+    look inside one (default: always)."""
     level = [directory]
     for _ in range(depth):
         below = []
@@ -77,12 +84,10 @@ def projects_below(directory: Path, depth: int = 2) -> list[str]:
             for child in children:
                 if child.name.startswith(".") or child.name in SKIPPED_BELOW:
                     continue
-                if is_project(child):
-                    found.append(child.relative_to(directory).as_posix())
-                else:
+                yield child
+                if enter is None or enter(child):
                     below.append(child)
         level = below
-    return found
 
 
 def is_project(directory: Path) -> bool:

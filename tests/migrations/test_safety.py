@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import psycopg
 import pytest
@@ -25,11 +26,11 @@ def scripts_use_the_project(project, monkeypatch):
 
 
 @contextmanager
-def long_transaction(server: Server, seconds: float | None) -> Iterator[None]:
-    """A session that reads ``busy`` in a transaction (holding ACCESS SHARE, which ALTER TABLE must wait for) and
-    ends it after ``seconds`` (None: when the block ends)."""
+def holding(server: Server, statement: str, seconds: float | None) -> Iterator[None]:
+    """A session that runs ``statement`` in a transaction and ends it after ``seconds`` (None: when the block
+    ends)."""
     conn = psycopg.connect(server.url())
-    conn.execute("SELECT count(*) FROM busy")
+    conn.execute(statement)
     timer = threading.Timer(seconds, conn.rollback) if seconds is not None else None
     if timer is not None:
         timer.start()
@@ -39,6 +40,11 @@ def long_transaction(server: Server, seconds: float | None) -> Iterator[None]:
         if timer is not None:
             timer.join()
         conn.close()
+
+
+def long_transaction(server: Server, seconds: float | None) -> Any:
+    """A reader of ``busy`` in a transaction: it holds ACCESS SHARE, which ALTER TABLE must wait for."""
+    return holding(server, "SELECT count(*) FROM busy", seconds)
 
 
 @pytest.fixture
@@ -140,21 +146,10 @@ def test_over_the_data_api_the_same(data_api, project, monkeypatch):
     assert applied(data_api.db) == [V1]
 
 
-@contextmanager
-def writer(server: Server, seconds: float | None) -> Iterator[None]:
+def writer(server: Server, seconds: float | None) -> Any:
     """A transaction holding ROW EXCLUSIVE on ``busy`` (a writer): CREATE INDEX CONCURRENTLY, having entered the
     index in the catalog, waits for it, and a lock timeout then leaves an INVALID index behind."""
-    conn = psycopg.connect(server.url())
-    conn.execute("LOCK TABLE busy IN ROW EXCLUSIVE MODE")
-    timer = threading.Timer(seconds, conn.rollback) if seconds is not None else None
-    if timer is not None:
-        timer.start()
-    try:
-        yield
-    finally:
-        if timer is not None:
-            timer.join()
-        conn.close()
+    return holding(server, "LOCK TABLE busy IN ROW EXCLUSIVE MODE", seconds)
 
 
 CONCURRENT = "CREATE INDEX CONCURRENTLY busy_id_desc ON busy (id DESC);"
