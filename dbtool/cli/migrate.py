@@ -1,4 +1,4 @@
-"""Migrations and the schema file: migrate (up, status, new), rollback, schema dump, drift."""
+"""Migrations and the schema file: migrate (up, status, check, new), rollback, schema dump, drift."""
 
 from __future__ import annotations
 
@@ -165,6 +165,38 @@ def migrate_status(target: str, exit_code: bool) -> None:
         sys.exit(1)
 
 
+@migrate.command("check")
+@target_argument
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (for CI).")
+@click.option("--no-replay", is_flag=True, help="Only read the target's catalog: no copy replayed on the local server.")
+def migrate_check(target: str, as_json: bool, no_replay: bool) -> None:
+    """What the pending migrations would do to a live database.  Example: dbtool migrate check prod
+
+    Replays them on a throwaway copy of the target's schema on the local server and reports, per statement
+    with file:line, the locks each takes on existing tables, the tables it rewrites, and hazards (each with
+    why and the safe way). A '-- dbtool:allow NAME: reason' comment before a statement accepts one.
+    Exit 1 when a hazard is not acknowledged.
+    """
+    import json
+
+    from dbtool.ops import check as checking
+
+    resolved = resolve(target)
+    report = checking.check(resolved, None if no_replay else _builder(resolved))
+    if as_json:
+        click.echo(json.dumps(checking.as_json(report), indent=2))
+    else:
+        for line in checking.lines(report):
+            click.echo(line)
+    if report.unacknowledged:
+        sys.exit(1)
+
+
+def _builder(resolved: Any) -> Any:
+    """Where throwaway databases are built: the local target's server."""
+    return resolved if resolved.name == "local" else resolve("local")
+
+
 @migrate.command("new")
 @click.argument("name")
 def migrate_new(name: str) -> None:
@@ -229,8 +261,7 @@ def drift(target: str) -> None:
     from dbtool.ops.drift import drift as compare
 
     resolved = resolve(target)
-    builder = resolved if resolved.name == "local" else resolve("local")
-    differences = compare(resolved, builder)
+    differences = compare(resolved, _builder(resolved))
     if not differences:
         click.echo(f"no drift: {resolved.display} matches db/schema.sql and its applied migrations")
         return

@@ -59,6 +59,8 @@ ProgressCallback = Callable[[int, int], None]
 
 # (the statement, its located error, the attempt that failed): whether to run it again
 Retry = Callable[[bytes, SqlFileError, int], bool]
+# (the statement, its line, a function that runs it): called around each statement, which then travel one by one
+Watch = Callable[[bytes, int, Callable[[], None]], None]
 
 
 @dataclass(frozen=True)
@@ -118,6 +120,7 @@ def run_sql(
     on_progress: ProgressCallback | None = None,
     no_transaction_hint: str = NO_TRANSACTION_HINT,
     retry: Retry | None = None,
+    watch: Watch | None = None,
 ) -> int:
     """Run the scanned statements in an open session; the number run.
 
@@ -125,9 +128,18 @@ def run_sql(
     leaves it open for the caller when ``commit`` is off (a migration commits its own row with it).
     Without a transaction, a statement that failed on its own (outside the file's own BEGIN) is run again
     while ``retry(statement, error, attempt)`` says so: it had no effect, so running it again is safe.
+    ``watch(statement, line, run)`` is called for each ordinary statement, which it runs by calling ``run()``
+    (``migrate check`` looks at the locks each takes); statements then travel one at a time.
     """
     loader = _Loader(
-        session, name, transaction, on_progress, commit=commit, no_transaction_hint=no_transaction_hint, retry=retry
+        session,
+        name,
+        transaction,
+        on_progress,
+        commit=commit,
+        no_transaction_hint=no_transaction_hint,
+        retry=retry,
+        watch=watch,
     )
     loader.load(scanner)
     return loader.statements
@@ -196,8 +208,10 @@ class _Loader:
         commit: bool = True,
         no_transaction_hint: str = NO_TRANSACTION_HINT,
         retry: Retry | None = None,
+        watch: Watch | None = None,
     ) -> None:
         self.session = session
+        self.watch = watch
         self.retry = retry  # a statement run alone that failed: run it again? (see run_sql)
         self.name, self.transaction, self.commit = name, transaction, commit
         self.on_progress = on_progress
@@ -254,7 +268,7 @@ class _Loader:
                     raise self._file_error(*item.locate(first_token(item.sql, start)), *refused)
 
     def _ordinary(self, run: Run) -> None:
-        if not self.transaction:
+        if not self.transaction or self.watch is not None:
             for start, end in run.bounds:
                 self._one(run, start, end)
             return
@@ -264,6 +278,13 @@ class _Loader:
             raise self._sql_error(error, run, 0) from None
 
     def _one(self, run: Run, start: int, end: int) -> None:
+        if self.watch is not None:
+            sql = run.sql[start:end]
+            self.watch(sql, run.locate(first_token(run.sql, start))[0], lambda: self._run_one(run, start, end))
+            return
+        self._run_one(run, start, end)
+
+    def _run_one(self, run: Run, start: int, end: int) -> None:
         attempt = 0
         while True:
             try:

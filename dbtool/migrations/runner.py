@@ -15,6 +15,9 @@
 * **Trust**: an applied migration whose up section changed since stops ``migrate`` (both checksums
   shown) unless allowed; a pending migration older than the newest applied one is applied with a
   warning, or refused with ``strict``.
+* **Hazards**: on a protected target (production, and so at deploy time) the pending migrations are read
+  first (:mod:`dbtool.migrations.hazards`), and one with a hazard nobody acknowledged stops ``migrate``
+  before anything is applied.
 """
 
 from __future__ import annotations
@@ -120,8 +123,10 @@ class Migrations:
         timeouts: Timeouts | None = None,
         report: Report | None = None,
         before: Callable[[Migration], None] | None = None,
+        hazards: bool | None = None,
     ) -> None:
         self.target = target
+        self.hazards = target.protected if hazards is None else hazards  # refuse unacknowledged hazards
         self.lock_timeout = lock_wait
         self.timeouts = timeouts if timeouts is not None else timeouts_for(target)
         self.report = report or (lambda message: None)
@@ -135,12 +140,17 @@ class Migrations:
             applied = _read_applied(conn)
         return entries(self.files, applied)
 
-    def plan(self, *, allow_changed: bool = False, strict: bool = False) -> list[Migration]:
-        """What ``migrate`` would apply, checked as it will check it (changed files, order); writes nothing."""
+    def plan(
+        self, *, allow_changed: bool = False, strict: bool = False, hazards: bool | None = None
+    ) -> list[Migration]:
+        """What ``migrate`` would apply, checked as it will check it (changed files, order, hazards); writes
+        nothing."""
         with self._connection() as conn:
             applied = _read_applied(conn)
-        self._check_changed(applied, allow_changed, warn=False)
-        return self._pending_in_order(applied, strict, warn=False)
+            self._check_changed(applied, allow_changed, warn=False)
+            pending = self._pending_in_order(applied, strict, warn=False)
+            self._refuse_hazards(conn, pending, hazards)
+        return pending
 
     def to_roll_back(self, *, steps: int | None = None, to: str | None = None) -> list[Applied]:
         with self._connection() as conn:
@@ -149,15 +159,25 @@ class Migrations:
     # -- writing (under the lock) -----------------------------------------------------------------
 
     def migrate(
-        self, *, allow_changed: bool = False, strict: bool = False, only: set[str] | None = None
+        self,
+        *,
+        allow_changed: bool = False,
+        strict: bool = False,
+        only: set[str] | None = None,
+        hazards: bool | None = None,
     ) -> list[Migration]:
-        """Apply every pending migration in version order (``only``: those of these versions); the ones applied."""
+        """Apply every pending migration in version order (``only``: those of these versions); the ones applied.
+
+        ``hazards`` (default: as the target says) refuses, before anything is applied, a pending migration with
+        a hazard nobody acknowledged; a database this run has just built has nothing live to harm.
+        """
         done: list[Migration] = []
         with self._connection() as conn, self._locked(conn):
             applied = self._prepare_table(conn)  # read under the lock: another run may have just finished
             self._check_changed(applied, allow_changed)
-            pending = self._pending_in_order(applied, strict)
-            for migration in [m for m in pending if only is None or m.version in only]:
+            pending = [m for m in self._pending_in_order(applied, strict) if only is None or m.version in only]
+            self._refuse_hazards(conn, pending, self.hazards if hazards is None else hazards)
+            for migration in pending:
                 self.before(migration)
                 try:
                     if not self._apply(conn, migration.up, migration, record=True):
@@ -296,6 +316,15 @@ class Migrations:
         for migration in late if warn else ():
             self.report(f"warning: applying {migration.display} out of order (older than applied {newest})")
         return pending
+
+    def _refuse_hazards(self, conn: Session, pending: list[Migration], refuse: bool | None = None) -> None:
+        if not (self.hazards if refuse is None else refuse) or not pending:
+            return
+        from dbtool.migrations.hazards import analyse, refusal
+
+        refused = refusal(analyse(conn, pending))
+        if refused is not None:
+            raise refused
 
     def _down_of(self, row: Applied, by_version: dict[str, Migration]) -> tuple[Migration, Section]:
         migration = by_version.get(row.version)

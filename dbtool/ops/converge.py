@@ -116,7 +116,7 @@ def setup(target: Target, *, force: bool = False, template: bool = True, hooks: 
                     run("extensions", lambda: _extensions(target, declared, hooks.message))
                 run("schema-load", lambda: _load(target, target.root / SCHEMA_FILE, hooks))
                 if migrations.files:  # after the schema (which may mark some applied), before the seed
-                    run("migrate", lambda: _migrate(migrations))
+                    run("migrate", lambda: _migrate(migrations, hazards=False))
                 run("seed", lambda: _load(target, target.root / SEED_FILE, hooks))
         except BaseException:
             with contextlib.suppress(Exception):  # the error that stopped the run is the one to report
@@ -230,9 +230,10 @@ def up(target: Target, *, seed: bool = False, hooks: Hooks | None = None) -> lis
                 result = load_file(session, path, on_progress=on_progress)  # in this transaction, under the lock
         return result.summary, True
 
-    run("schema-load", schema)
-    if migrations.files:
-        run("migrate", lambda: _migrate(migrations))
+    loaded = run("schema-load", schema)
+    if migrations.files:  # a database this run built has nothing live for a hazard to harm
+        fresh = created.changed or loaded.changed
+        run("migrate", lambda: _migrate(migrations, hazards=False if fresh else None))
     if seed:
 
         def seed_step() -> tuple[str, bool]:
@@ -320,8 +321,8 @@ def _load(target: Target, path: Path, hooks: Hooks) -> tuple[str, bool]:
     return result.summary, True
 
 
-def _migrate(migrations: Any) -> tuple[str, bool]:
-    applied = migrations.migrate()
+def _migrate(migrations: Any, hazards: bool | None = None) -> tuple[str, bool]:
+    applied = migrations.migrate(hazards=hazards)
     return f"applied {len(applied)} of {len(migrations.files)}", bool(applied)
 
 

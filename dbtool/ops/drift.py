@@ -13,6 +13,8 @@ from __future__ import annotations
 import difflib
 import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -26,20 +28,12 @@ SCHEMA_FILE = "db/schema.sql"
 def drift(target: Target, builder: Target) -> list[str]:
     """The differences, as unified diff lines from expected to actual; empty when there is no drift. ``builder``
     is the target on whose server the expected schema is built (a throwaway database, dropped afterwards)."""
-    from dbtool.engine.session import open_maintenance_session
     from dbtool.migrations.schemadump import pg_dump_schema
-    from dbtool.ops.admin import create_database, drop_database
 
     actual = normalize(pg_dump_schema(target))
-    scratch = builder.on_database(f"{builder.dbname[:40]}{SCRATCH_SUFFIX}_{os.getpid()}")
-    with open_maintenance_session(builder) as admin:
-        drop_database(admin, scratch.dbname, force=True)
-        create_database(admin, scratch.dbname)
-        try:
-            _build(target, scratch)
-            expected = normalize(pg_dump_schema(scratch))
-        finally:
-            drop_database(admin, scratch.dbname, force=True)
+    with throwaway(builder, SCRATCH_SUFFIX) as scratch:
+        build(target, scratch)
+        expected = normalize(pg_dump_schema(scratch))
     return list(
         difflib.unified_diff(
             expected, actual, "expected (db/schema.sql + applied migrations)", target.display, lineterm="", n=2
@@ -47,7 +41,23 @@ def drift(target: Target, builder: Target) -> list[str]:
     )
 
 
-def _build(target: Target, scratch: Target) -> None:
+@contextmanager
+def throwaway(builder: Target, suffix: str) -> Iterator[Target]:
+    """A new, empty database on ``builder``'s server, as a target; dropped afterwards, whatever happens."""
+    from dbtool.engine.session import open_maintenance_session
+    from dbtool.ops.admin import create_database, drop_database
+
+    scratch = builder.on_database(f"{builder.dbname[:40]}{suffix}_{os.getpid()}")
+    with open_maintenance_session(builder) as admin:
+        drop_database(admin, scratch.dbname, force=True)
+        create_database(admin, scratch.dbname)
+        try:
+            yield scratch
+        finally:
+            drop_database(admin, scratch.dbname, force=True)
+
+
+def build(target: Target, scratch: Target) -> None:
     """The project's schema file, then the migrations the target has applied, into ``scratch``."""
     from dbtool.engine.loader import load_file
     from dbtool.engine.session import open_session
@@ -58,7 +68,7 @@ def _build(target: Target, scratch: Target) -> None:
     if schema.is_file():
         with open_session(scratch) as session:
             load_file(session, schema)
-    Migrations(scratch, timeouts=Timeouts()).migrate(only=applied, allow_changed=True)
+    Migrations(scratch, timeouts=Timeouts()).migrate(only=applied, allow_changed=True, hazards=False)
 
 
 def normalize(dump: str) -> list[str]:

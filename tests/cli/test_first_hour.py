@@ -118,7 +118,7 @@ def test_a_mistyped_migrate_command_is_not_taken_for_a_target(project):
     run = dbtool("migrate", "stauts")
     assert run.code == 2
     assert error_line(run) == (
-        "error: no command or target 'stauts' (did you mean 'status'? commands: new, status, up; "
+        "error: no command or target 'stauts' (did you mean 'status'? commands: check, new, status, up; "
         "targets: local, prod) (see 'dbtool migrate --help')"
     )
 

@@ -1,0 +1,64 @@
+"""The deploy-time handler on a live database (issue 23): a pending migration with a hazard nobody acknowledged, and
+a database that drifted from the project's files, are refused (FAILED, nothing applied); both transports."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from dbtool.deploy import handler
+from tests.deploy.events import Context, event, last
+from tests.migrations.test_migrations import V1, V2, applied, tables
+from tests.migrations.test_migrations import write as migration
+
+INDEX = "CREATE INDEX users_handle ON users (handle);"
+ACKNOWLEDGED = "-- dbtool:allow index-not-concurrent: users holds a few hundred rows\n" + INDEX
+
+
+@pytest.fixture(params=["libpq", "data-api"])
+def deployed(request, receiver, project, monkeypatch):
+    """A stack's database created by the handler (Create), and a function that sends it an Update."""
+    monkeypatch.setenv("DBTOOL_PROJECT_ROOT", str(project))
+    if request.param == "libpq":
+        server = request.getfixturevalue("local")
+        properties = {"SecretArn": request.getfixturevalue("secret")}
+    else:
+        data_api = request.getfixturevalue("data_api")
+        server = data_api.db
+        monkeypatch.delenv("PROD_DATA_API_CLUSTER_ARN")
+        monkeypatch.delenv("PROD_DB_SECRET_ID")
+        properties = {
+            "SecretArn": data_api.secret_arn,
+            "ClusterArn": "arn:aws:rds:us-east-1:123456789012:cluster:cruddur-aurora",
+        }
+    migration(project, V1, "bio", "ALTER TABLE users ADD COLUMN bio text;")
+    handler(event(receiver, "Create", properties), Context())
+    assert last(receiver)["Status"] == "SUCCESS", last(receiver)
+    physical = last(receiver)["PhysicalResourceId"]
+
+    def update(**extra: str) -> dict:
+        changed = {**properties, **extra}
+        handler(
+            event(receiver, "Update", changed, PhysicalResourceId=physical, OldResourceProperties=properties), Context()
+        )
+        return last(receiver)
+
+    update.server = server  # type: ignore[attr-defined]
+    return update
+
+
+def test_an_unacknowledged_hazard_fails_the_update_and_applies_nothing(deployed, project):
+    migration(project, V2, "handle", f"CREATE TABLE handles (id int);\n{INDEX}")
+    reply = deployed()
+    assert reply["Status"] == "FAILED", reply
+    assert reply["Reason"].startswith(
+        f"db/migrations/{V2}_handle.sql:3: index-not-concurrent: CREATE INDEX on users blocks its writes"
+    ), reply["Reason"]
+    assert "dbtool:allow index-not-concurrent" in reply["Reason"]
+    assert applied(deployed.server) == [V1] and "handles" not in tables(deployed.server)
+    migration(project, V2, "handle", f"CREATE TABLE handles (id int);\n{ACKNOWLEDGED}")
+    reply = deployed()
+    assert reply["Status"] == "SUCCESS", reply
+    assert applied(deployed.server) == [V1, V2]
+    with psycopg.connect(deployed.server.url()) as conn:
+        assert conn.execute("SELECT to_regclass('users_handle') IS NOT NULL").fetchone() == (True,)
