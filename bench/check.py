@@ -38,7 +38,8 @@ def schema(tables: int) -> str:
             f"CREATE TABLE t{n} (id int PRIMARY KEY{parent}, name varchar(50), email text, price int, "
             f"note text, created_at timestamptz DEFAULT now(), flag boolean);\n"
             f"CREATE INDEX t{n}_name ON t{n} (name);\n"
-            f"INSERT INTO t{n} (id, name, email, price) SELECT g, 'n' || g, g || '@x', g FROM generate_series(1, 1000) g;"
+            f"INSERT INTO t{n} (id, name, email, price)\n"
+            f"  SELECT g, 'n' || g, g || '@x', g FROM generate_series(1, 1000) g;"
         )
     return "\n".join(parts)
 

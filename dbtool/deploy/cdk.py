@@ -62,6 +62,7 @@ class DatabaseInitializer(Construct):
         vpc_subnets: Any = None,
         on_delete: str = "retain",
         seed: bool = False,
+        allow_drift: bool = False,
         log_retention: logs.RetentionDays = logs.RetentionDays.ONE_MONTH,
     ) -> None:
         super().__init__(scope, construct_id)
@@ -114,6 +115,8 @@ class DatabaseInitializer(Construct):
             "OnDelete": on_delete,
             "Seed": "true" if seed else "false",
         }
+        if allow_drift:
+            properties["AllowDrift"] = "true"
         if use_data_api:
             cluster.grant_data_api_access(self.function)
             properties["ClusterArn"] = cluster.cluster_arn

@@ -4,6 +4,10 @@ One adapter under the three entry points (:mod:`dbtool.deploy.entry`): the raw c
 answers CloudFormation itself, the CDK Provider's ``on_event``, and a CDK Trigger.
 
 * **Create / Update** bring the database the properties name forward (``up``).
+* **Safe on a live database.** Before migrating a database that already holds a schema, its schema is
+  compared with what the package's files produce (a throwaway database beside it, dropped after), and drift
+  fails the request unless ``AllowDrift`` is true; a pending migration with a hazard nobody acknowledged
+  fails it too (:mod:`dbtool.migrations.hazards`). Either way nothing is applied.
 * **Forward only.** An Update whose files are *behind* the database is what a rollback Update looks
   like (CloudFormation sends the old properties, and the old code, back after a failed update): it
   succeeds without touching the database and says why.
@@ -33,7 +37,7 @@ FAILED_CREATE_ID = "dbtool-create-failed"  # a failed Create's id: its Delete ha
 TRUE_VALUES = ("true", "1", "yes")
 ON_DELETE = ("retain", "drop")
 REQUEST_TYPES = ("Create", "Update", "Delete")
-KNOWN_PROPERTIES = ("SecretArn", "Host", "Port", "DatabaseName", "ClusterArn", "Seed", "Fingerprint")
+KNOWN_PROPERTIES = ("SecretArn", "Host", "Port", "DatabaseName", "ClusterArn", "Seed", "AllowDrift", "Fingerprint")
 MAX_PORT = 65535
 MAX_NAME_BYTES = 63  # PostgreSQL's NAMEDATALEN - 1: a longer name is silently truncated, so refused
 # The settings the properties stand in for, named as the stack's author wrote them.
@@ -45,6 +49,7 @@ PROPERTY_LABELS = {
 }
 # The next steps errors name by kind (DbtoolError.remedy), in the stack's terms.
 REMEDIES = {
+    "drift": "or set the AllowDrift property to migrate it as it is",
     "security-group": "the database's security group must let this function in on the database port "
     "(check the Host and Port properties, and the function's VPC and subnets)",
 }
@@ -87,6 +92,7 @@ class Properties:
             database=database,
             cluster_arn=text["ClusterArn"],
             seed=(text["Seed"] or "").lower() in TRUE_VALUES,
+            allow_drift=(text["AllowDrift"] or "").lower() in TRUE_VALUES,
         )
         return cls(spec, text["Fingerprint"] or "", on_delete(properties))
 
@@ -188,7 +194,14 @@ def _converge(
     stopped: Callable[[], bool] | None,
 ) -> Outcome:
     check_behind = request_type == "Update"
-    done = forward(target, seed=spec.seed, check_behind=check_behind, deadline=deadline, stopped=stopped)
+    done = forward(
+        target,
+        seed=spec.seed,
+        check_behind=check_behind,
+        deadline=deadline,
+        stopped=stopped,
+        check_drift=not spec.allow_drift,
+    )
     data = {"DatabaseName": done.database, "MigrationsApplied": str(done.applied), "SchemaVersion": done.schema_version}
     reason = f"forward only, nothing done: {done.behind}" if done.behind else ""
     return Outcome("SUCCESS", physical_id, data, reason=reason)

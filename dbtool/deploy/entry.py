@@ -102,6 +102,7 @@ def trigger(event: Any, context: Any) -> dict[str, Any]:
             ("DatabaseName", "DBTOOL_DATABASE"),
             ("ClusterArn", "DBTOOL_CLUSTER_ARN"),
             ("Seed", "DBTOOL_SEED"),
+            ("AllowDrift", "DBTOOL_ALLOW_DRIFT"),
         )
         if os.environ.get(variable)
     }

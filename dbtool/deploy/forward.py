@@ -39,6 +39,7 @@ class Spec:
     database: str | None = None
     cluster_arn: str | None = None
     seed: bool = False
+    allow_drift: bool = False
 
 
 @dataclass(frozen=True)
@@ -86,9 +87,12 @@ def forward(
     check_behind: bool,
     deadline: float | None,
     stopped: Callable[[], bool] | None = None,
+    check_drift: bool = False,
 ) -> Forwarded:
     """``up``, unless the package is behind the database (with ``check_behind``); never backward.
 
+    With ``check_drift``, a database that holds a schema and has migrations pending is first compared with
+    what the package's files produce, built beside it on its own server; drift raises, and nothing is applied.
     ``stopped`` is asked before every step and every migration: once it says so, nothing more starts.
     """
     from dbtool.errors import DatabaseMissing
@@ -111,6 +115,12 @@ def forward(
         if stopped is not None and stopped():
             raise Stopped(f"stopped before {what}: the request was already answered (the Lambda's time ran out)")
 
+    if check_drift and any(entry.state == "pending" for entry in status):
+        from dbtool.ops.drift import refuse_drift
+
+        proceed("the drift check")
+        refuse_drift(target, target)
+        logger.info("no drift: the schema matches db/schema.sql and its applied migrations")
     steps = up(target, seed=seed, hooks=Hooks(step=_log_step, message=logger.info, proceed=proceed))
     migrate = next((step for step in steps if step.name == "migrate"), None)
     count = int(migrate.outcome.split()[1]) if migrate is not None and migrate.outcome.startswith("applied") else 0

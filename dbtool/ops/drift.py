@@ -1,43 +1,71 @@
 """``dbtool drift``: does the target's schema match what the project's files produce?
 
-The expected schema is built on a throwaway database on the local target's server (the project's own
-PostgreSQL, or ``CONNECTION_URL``'s): ``db/schema.sql``, then the migrations the target has applied, through
-the same engine and runner as ``setup`` and ``migrate``. Both sides are dumped with ``pg_dump --schema-only`` and
-normalized so that equal schemas compare equal: comments, ``SET`` lines, pg_dump's ``\\restrict`` key and blank
-lines go, the migrations table is left out (dbmate's and dbtool's differ), and a table's columns are compared
-as a set of lines, not in their order (a column added by a migration comes last; in schema.sql it may not).
+The expected schema is built on a throwaway database: ``db/schema.sql`` (after the extensions ``dbtool.toml``
+declares), then the migrations the target has applied, through the same engine and runner as ``setup`` and
+``migrate``. The CLI builds it on the local target's server; the deploy-time handler, which has no server of
+its own, on the target's server (a database beside it, dropped after).
+
+Both sides are described by one catalog query (``queries/schema_description.sql``), which runs on either
+transport, the RDS Data API included, and needs no ``pg_dump``: schemas, extensions, types, sequences, tables
+(columns sorted by name, so column order is not drift), constraints, indexes, views, functions, triggers, rules
+and policies, written as DDL with every name schema-qualified; extension members and the migrations table
+(dbmate's and dbtool's differ) left out. The differences are a unified diff of the two descriptions.
 """
 
 from __future__ import annotations
 
 import difflib
 import os
-import re
+import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
+from dbtool import queries
+from dbtool.errors import DbtoolError
+
 if TYPE_CHECKING:
+    from dbtool.engine.session import Session
     from dbtool.targets.resolve import Target
 
 SCRATCH_SUFFIX = "_dbtool_drift"
-NOISE = re.compile(r"^(--.*|SET .*|SELECT pg_catalog\.set_config\(.*|\\(?:un)?restrict .*)$")
 SCHEMA_FILE = "db/schema.sql"
+EXPECTED = "expected (db/schema.sql + applied migrations)"
+SHOWN_LINES = 6  # lines of a diff a one-line error quotes
 
 
-def drift(target: Target, builder: Target) -> list[str]:
-    """The differences, as unified diff lines from expected to actual; empty when there is no drift. ``builder``
-    is the target on whose server the expected schema is built (a throwaway database, dropped afterwards)."""
-    from dbtool.migrations.schemadump import pg_dump_schema
+class Drifted(DbtoolError):
+    """The target's schema differs from what the project's files produce."""
 
-    actual = normalize(pg_dump_schema(target))
+
+def drift(target: Target, builder: Target, actual: list[str] | None = None) -> list[str]:
+    """The differences, as unified diff lines from expected to ``actual`` (default: the target described now);
+    empty when there is no drift. ``builder`` is the target on whose server the expected schema is built (a
+    throwaway database, dropped afterwards)."""
+    actual = describe_target(target) if actual is None else actual
     with throwaway(builder, SCRATCH_SUFFIX) as scratch:
         build(target, scratch)
-        expected = normalize(pg_dump_schema(scratch))
-    return list(
-        difflib.unified_diff(
-            expected, actual, "expected (db/schema.sql + applied migrations)", target.display, lineterm="", n=2
-        )
+        expected = describe_target(scratch)
+    return list(difflib.unified_diff(expected, actual, EXPECTED, target.display, lineterm="", n=2))
+
+
+def refuse_drift(target: Target, builder: Target) -> None:
+    """Raise :class:`Drifted`, quoting the first changed lines, when the target has drifted; a database with
+    no schema yet (``up`` loads it) has nothing to drift from."""
+    actual = describe_target(target)
+    if not any(actual):
+        return
+    differences = drift(target, builder, actual)
+    if not differences:
+        return
+    changed = [line for line in differences[2:] if line[:1] in "+-" and line[1:].strip()]
+    shown = "; ".join(line[:160] for line in changed[:SHOWN_LINES])
+    more = f" (and {len(changed) - SHOWN_LINES} more lines)" if len(changed) > SHOWN_LINES else ""
+    raise Drifted(
+        f"{target.display} has drifted from db/schema.sql and its applied migrations: {shown}{more}",
+        "nothing was applied; see it all with dbtool drift, then add a migration that makes the files match "
+        "(or undo the change by hand)",
+        remedy="drift",
     )
 
 
@@ -47,9 +75,8 @@ def throwaway(builder: Target, suffix: str) -> Iterator[Target]:
     from dbtool.engine.session import open_maintenance_session
     from dbtool.ops.admin import create_database, drop_database
 
-    scratch = builder.on_database(f"{builder.dbname[:40]}{suffix}_{os.getpid()}")
+    scratch = builder.on_database(f"{builder.dbname[:36]}{suffix}_{os.getpid()}_{secrets.token_hex(2)}")
     with open_maintenance_session(builder) as admin:
-        drop_database(admin, scratch.dbname, force=True)
         create_database(admin, scratch.dbname)
         try:
             yield scratch
@@ -58,38 +85,42 @@ def throwaway(builder: Target, suffix: str) -> Iterator[Target]:
 
 
 def build(target: Target, scratch: Target) -> None:
-    """The project's schema file, then the migrations the target has applied, into ``scratch``."""
+    """The declared extensions, the project's schema file, then the migrations the target has applied, into
+    ``scratch``."""
     from dbtool.engine.loader import load_file
     from dbtool.engine.session import open_session
     from dbtool.migrations.runner import Migrations, Timeouts
 
     applied = {entry.version for entry in Migrations(target).status() if entry.state in ("applied", "changed")}
+    declared = target.context.declaration.extensions
     schema = target.root / SCHEMA_FILE
-    if schema.is_file():
+    if declared or schema.is_file():
         with open_session(scratch) as session:
-            load_file(session, schema)
+            if declared:
+                from dbtool.ops.extensions import reconcile
+
+                reconcile(session, declared)
+            if schema.is_file():
+                load_file(session, schema)
     Migrations(scratch, timeouts=Timeouts()).migrate(only=applied, allow_changed=True, hazards=False)
 
 
-def normalize(dump: str) -> list[str]:
-    """A schema dump as comparable lines: noise gone, the migrations table left out, columns sorted."""
-    kept = [line.rstrip() for line in dump.splitlines() if line.strip() and not NOISE.match(line)]
-    statements: list[list[str]] = []
-    current: list[str] = []
-    for line in kept:
-        current.append(line)
-        if line.endswith(";"):
-            statements.append(current)
-            current = []
-    if current:
-        statements.append(current)
+def describe_target(target: Target) -> list[str]:
+    from dbtool.engine.session import open_session
+
+    with open_session(target) as session:
+        return describe(session)
+
+
+def describe(session: Session) -> list[str]:
+    """The schema as comparable lines: each object's DDL, then a blank line, in a fixed order."""
+    session.begin()
+    try:  # every name qualified, whatever the session's search_path
+        session.execute(queries.get("set_setting"), {"name": "search_path", "value": "pg_catalog", "local": True})
+        rows = session.execute(queries.get("schema_description")).rows
+    finally:
+        session.rollback()
     lines: list[str] = []
-    for statement in statements:
-        text = "\n".join(statement)
-        if "schema_migrations" in text:
-            continue
-        if statement[0].startswith("CREATE TABLE ") and len(statement) > 2:
-            columns = sorted(line.rstrip(",") for line in statement[1:-1])
-            statement = [statement[0], *columns, statement[-1]]
-        lines += [*statement, ""]
+    for _, _, ddl in rows:
+        lines += [*ddl.splitlines(), ""]
     return lines

@@ -62,3 +62,34 @@ def test_an_unacknowledged_hazard_fails_the_update_and_applies_nothing(deployed,
     assert applied(deployed.server) == [V1, V2]
     with psycopg.connect(deployed.server.url()) as conn:
         assert conn.execute("SELECT to_regclass('users_handle') IS NOT NULL").fetchone() == (True,)
+
+
+def test_drift_fails_the_update_unless_allow_drift_is_set(deployed, project):
+    with psycopg.connect(deployed.server.url()) as conn:
+        conn.execute("CREATE INDEX users_by_hand ON users (display_name)")
+    migration(project, V2, "handles", "CREATE TABLE handles (id int);")
+    reply = deployed()
+    assert reply["Status"] == "FAILED", reply
+    reason = reply["Reason"]
+    assert " has drifted from db/schema.sql and its applied migrations: " in reason, reason
+    assert "+CREATE INDEX users_by_hand ON public.users USING btree (display_name);" in reason
+    assert reason.endswith("or set the AllowDrift property to migrate it as it is)"), reason
+    assert applied(deployed.server) == [V1] and "handles" not in tables(deployed.server)
+    with psycopg.connect(deployed.server.url()) as conn:
+        left = conn.execute("SELECT count(*) FROM pg_database WHERE datname LIKE '%dbtool_drift%'").fetchone()
+    assert left == (0,)  # the throwaway database built beside it is gone
+    reply = deployed(AllowDrift="true")
+    assert reply["Status"] == "SUCCESS", reply
+    assert applied(deployed.server) == [V1, V2]
+
+
+def test_no_drift_and_nothing_pending_is_no_extra_work(deployed, project, caplog):
+    import logging
+
+    caplog.set_level(logging.INFO, logger="dbtool.deploy")
+    migration(project, V2, "handles", "CREATE TABLE handles (id int);")
+    assert deployed()["Status"] == "SUCCESS"
+    assert "no drift: the schema matches db/schema.sql and its applied migrations" in caplog.text
+    caplog.clear()
+    assert deployed()["Status"] == "SUCCESS"  # nothing pending: no throwaway database built
+    assert "no drift" not in caplog.text

@@ -239,3 +239,17 @@ def test_drift_of_prod_is_built_on_the_local_server(local, prod, project):
     run = dbtool("drift", "prod")
     assert run.code == 1 and "-    bio text" in run.out
     assert not prod.templates()  # nothing written on prod
+
+
+def test_drift_over_the_data_api(data_api, local, project):
+    """No pg_dump there: both sides are described from the catalog, the target through the Data API."""
+    local.create()
+    migration(project, V1, "bio", "ALTER TABLE users ADD COLUMN bio text;")
+    assert dbtool("up", "prod", "--yes").code == 0
+    run = dbtool("drift", "prod")
+    assert run.code == 0, run.all
+    with psycopg.connect(data_api.db.url()) as conn:
+        conn.execute("CREATE INDEX users_bio ON users (bio)")
+    run = dbtool("drift", "prod")
+    assert run.code == 1, run.all
+    assert "+CREATE INDEX users_bio ON public.users USING btree (bio);" in run.out.splitlines()
