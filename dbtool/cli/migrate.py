@@ -95,7 +95,8 @@ def migrate() -> None:
 
 def migrations_of(target: Any, options: dict[str, Any] | None = None) -> Any:
     """The target's migrations, with the timeouts the options give (else dbtool.toml's, else the defaults)."""
-    from dbtool.migrations.runner import Migrations, timeouts_for
+    from dbtool.migrations.runner import Migrations
+    from dbtool.migrations.timeouts import timeouts_for
 
     given = options or {}
     timeouts = timeouts_for(

@@ -15,6 +15,8 @@
 * **Trust**: an applied migration whose up section changed since stops ``migrate`` (both checksums
   shown) unless allowed; a pending migration older than the newest applied one is applied with a
   warning, or refused with ``strict``.
+* **Lock timeouts** (:mod:`dbtool.migrations.timeouts`): each statement waits for a lock only so long; a
+  migration that timed out is rolled back and tried again after a backoff, a bounded number of times.
 * **Hazards**: on a protected target (production, and so at deploy time) the pending migrations are read
   first (:mod:`dbtool.migrations.hazards`), and one with a hazard nobody acknowledged stops ``migrate``
   before anything is applied.
@@ -25,7 +27,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import random
-import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -36,6 +37,7 @@ from typing import TYPE_CHECKING
 from dbtool import queries
 from dbtool.errors import SqlFileError
 from dbtool.migrations.files import DIRECTORY, Migration, MigrationError, Section, read_migrations
+from dbtool.migrations.timeouts import LOCK_NOT_AVAILABLE, LockRetries, Timeouts, timeouts_for
 
 if TYPE_CHECKING:
     from dbtool.engine.loader import Retry
@@ -45,15 +47,6 @@ if TYPE_CHECKING:
 LOCK_KEY = int.from_bytes(hashlib.sha256(b"dbtool schema_migrations").digest()[:8], "big", signed=True)
 LOCK_POLL_SECONDS = 0.05
 DEFAULT_LOCK_WAIT = 60.0  # for another migrate's advisory lock
-PROTECTED_LOCK_TIMEOUT = 2.0  # PostgreSQL's lock_timeout for each statement, on protected targets and at deploy
-DEFAULT_LOCK_RETRIES = 5
-RETRY_BASE_SECONDS, RETRY_MAX_SECONDS = 0.25, 8.0
-LOCK_NOT_AVAILABLE = "55P03"
-DROP_INDEX = "DROP INDEX CONCURRENTLY IF EXISTS {}"
-CONCURRENT_INDEX = re.compile(
-    rb"(?is)(?<![a-z0-9_])create\s+(?:unique\s+)?index\s+concurrently\s+(?:if\s+not\s+exists\s+)?"
-    rb'(?P<name>"(?:[^"]|"")+"|[a-z_][a-z0-9_$]*)\s+on\b'
-)
 OUTSIDE_TRANSACTION_HINT = (
     "it cannot run inside a transaction: mark its section '-- migrate:up transaction:false', "
     "whose statements run one by one, each committed"
@@ -83,34 +76,6 @@ class Entry:
     detail: str = ""
 
 
-@dataclass(frozen=True)
-class Timeouts:
-    """How each migration statement may wait: ``lock`` and ``statement`` in seconds (None: no limit), and how
-    often a migration that timed out on a lock is rolled back and tried again."""
-
-    lock: float | None = None
-    statement: float | None = None
-    retries: int = DEFAULT_LOCK_RETRIES
-
-
-def timeouts_for(
-    target: Target, *, lock: float | None = None, statement: float | None = None, retries: int | None = None
-) -> Timeouts:
-    """The options given, else ``dbtool.toml``'s ``[migrations]``, else the defaults: a 2 s lock_timeout on a
-    protected target (production, and so at deploy time), none elsewhere; 5 retries."""
-    declared = target.context.declaration.migrations
-
-    def pick(given: float | None, written: float | None, default: float | None) -> float | None:
-        value = given if given is not None else written if written is not None else default
-        return value or None  # 0 means no limit
-
-    return Timeouts(
-        lock=pick(lock, declared.lock_timeout, PROTECTED_LOCK_TIMEOUT if target.protected else None),
-        statement=pick(statement, declared.statement_timeout, None),
-        retries=next(value for value in (retries, declared.lock_retries, DEFAULT_LOCK_RETRIES) if value is not None),
-    )
-
-
 class Migrations:
     """The migrations of one project against one target."""
 
@@ -131,6 +96,7 @@ class Migrations:
         self.timeouts = timeouts if timeouts is not None else timeouts_for(target)
         self.report = report or (lambda message: None)
         self.before = before or (lambda migration: None)  # asked before each one is applied; raising stops
+        self.retries = LockRetries(self.timeouts, self.report, self.before)
         self.files = read_migrations(target.root, directory, warn=lambda line: self.report(f"warning: {line}"))
 
     # -- reading (no lock, no writes) -----------------------------------------------------------
@@ -350,7 +316,8 @@ class Migrations:
             if not self._claim(conn, migration.version, applied=not record, transaction=section.transaction):
                 return False
             try:
-                self._run(conn, section, migration, record=record, retry=self._statement_retry(conn, migration))
+                retry = self.retries.for_statements(conn, migration)
+                self._run(conn, section, migration, record=record, retry=retry)
                 return True
             except SqlFileError as error:
                 with contextlib.suppress(SqlError):  # over the Data API the error already ended the transaction
@@ -358,90 +325,10 @@ class Migrations:
                         conn.rollback()
                 if error.sqlstate != LOCK_NOT_AVAILABLE:
                     raise
-                if not section.transaction:  # retried statement by statement already (_statement_retry)
+                if not section.transaction:  # retried statement by statement already (for_statements)
                     raise
                 attempt += 1
-                if attempt > self.timeouts.retries:
-                    raise self._gave_up(error, attempt) from None
-                self._wait_to_retry(error, attempt, migration)
-
-    def _wait_to_retry(self, error: SqlFileError, attempt: int, migration: Migration) -> None:
-        """Say so, then sleep a jittered, doubling backoff."""
-        delay = min(RETRY_MAX_SECONDS, RETRY_BASE_SECONDS * 2 ** (attempt - 1)) * (0.5 + random.random())
-        self.report(
-            f"lock timeout after {_seconds(self.timeouts.lock)} s at {error.message}; "
-            f"retry {attempt} of {self.timeouts.retries} in {delay:.1f} s"
-        )
-        time.sleep(delay)
-        self.before(migration)  # at deploy time: stops here once the Lambda's timer has answered
-
-    def _statement_retry(self, conn: Session, migration: Migration) -> Callable[[bytes, SqlFileError, int], bool]:
-        """For ``transaction:false`` sections: a statement that timed out on a lock runs again after the backoff
-        (a failed CREATE INDEX CONCURRENTLY's INVALID index dropped first), up to the retries."""
-        from dbtool.engine.session import SqlError
-
-        timeouts = 0
-
-        def retry(statement: bytes, error: SqlFileError, attempt: int) -> bool:
-            nonlocal timeouts
-            if error.sqlstate != LOCK_NOT_AVAILABLE:
-                return False
-            while True:
-                timeouts += 1
-                if timeouts > self.timeouts.retries:
-                    left = self._invalid_indexes(conn, statement)
-                    raise self._gave_up(error, timeouts, leftover=", ".join(shown for *_, shown in left) or None)
-                self._wait_to_retry(error, timeouts, migration)
-                try:
-                    self._drop_invalid_index(conn, statement)
-                    return True
-                except SqlError as failed:  # the drop waits for the same session: one more attempt spent
-                    if failed.sqlstate != LOCK_NOT_AVAILABLE:
-                        raise
-
-        return retry
-
-    def _invalid_indexes(self, conn: Session, statement: bytes) -> list[tuple[str, str, str]]:
-        """The INVALID indexes a failed CREATE INDEX CONCURRENTLY ``statement`` left, as (schema, name, how it is
-        shown); none when the statement is not such a build."""
-        found = CONCURRENT_INDEX.match(statement)
-        if found is None:
-            return []
-        name = found["name"].decode()
-        name = name[1:-1].replace('""', '"') if name.startswith('"') else name.lower()
-        return [
-            (schema, index, shown)
-            for schema, index, shown in conn.execute(queries.get("invalid_index"), {"name": name})
-        ]
-
-    def _drop_invalid_index(self, conn: Session, statement: bytes) -> None:
-        """Drop it, so that the build runs again (IF NOT EXISTS would otherwise keep the broken one)."""
-        from psycopg import sql
-
-        for schema, name, shown in self._invalid_indexes(conn, statement):
-            conn.execute(sql.SQL(DROP_INDEX).format(sql.Identifier(schema, name)))
-            self.report(f"dropped the INVALID index {shown} left by the failed build")
-
-    def _drop_invalid_indexes(self, conn: Session, sql: bytes) -> None:
-        """Before a ``transaction:false`` section: the INVALID indexes an earlier run's builds left."""
-        for found in CONCURRENT_INDEX.finditer(sql):
-            self._drop_invalid_index(conn, found.group(0))
-
-    def _gave_up(self, error: SqlFileError, attempts: int, leftover: str | None = None) -> SqlFileError:
-        tried = f"lock_timeout {_seconds(self.timeouts.lock)} s, gave up after {attempts} attempt{'s' * (attempts > 1)}"
-        why = f"{tried}: another session holds a lock this statement needs (see dbtool sessions)"
-        if leftover is not None:
-            why += f"; the build left the INVALID index {leftover}, which the next migrate drops first"
-        found = SqlFileError(error.message, f"{why}; {error.hint}" if error.hint else why)
-        found.sqlstate = error.sqlstate
-        return found
-
-    def _limits(self, conn: Session, *, local: bool) -> None:
-        """Set the statement limits: for the transaction (``local``), else for the session."""
-        for name, seconds in (("lock_timeout", self.timeouts.lock), ("statement_timeout", self.timeouts.statement)):
-            if seconds is not None:
-                value = f"{max(1, round(seconds * 1000))}ms"
-                conn.execute(queries.get("set_setting"), {"name": name, "value": value, "local": local})
+                self.retries.again(error, attempt, migration)
 
     def _run(
         self, conn: Session, section: Section, migration: Migration, *, record: bool, retry: Retry | None = None
@@ -458,10 +345,10 @@ class Migrations:
         if section.transaction:
             if not conn.in_transaction:
                 conn.begin()
-            self._limits(conn, local=True)
+            self.retries.set_limits(conn, local=True)
         elif conn.session_locks:  # a session of its own: the limits hold for its statements, then go
-            self._limits(conn, local=False)
-            self._drop_invalid_indexes(conn, section.sql)
+            self.retries.set_limits(conn, local=False)
+            self.retries.drop_invalid_indexes(conn, section.sql)
         try:
             run_sql(
                 conn,
@@ -539,10 +426,6 @@ def _holder(conn: Session) -> str:
     pid, user, address, application, started = row
     where = address or "a local socket"
     return f"pid {pid} ({user} from {where}, {application or 'no application name'}, since {started:%H:%M:%S})"
-
-
-def _seconds(value: float | None) -> str:
-    return f"{value:g}" if value is not None else "no"
 
 
 def _after(error: SqlFileError, done: list[object], verb: str = "applied") -> SqlFileError:

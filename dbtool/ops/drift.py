@@ -89,7 +89,8 @@ def build(target: Target, scratch: Target) -> None:
     ``scratch``."""
     from dbtool.engine.loader import load_file
     from dbtool.engine.session import open_session
-    from dbtool.migrations.runner import Migrations, Timeouts
+    from dbtool.migrations.runner import Migrations
+    from dbtool.migrations.timeouts import Timeouts
 
     applied = {entry.version for entry in Migrations(target).status() if entry.state in ("applied", "changed")}
     declared = target.context.declaration.extensions
