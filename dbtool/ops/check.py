@@ -53,6 +53,7 @@ class Report:
     pending: list[str]
     findings: list[Finding] = field(default_factory=list)
     copy: str = ""  # empty: not replayed (the rules alone, on the target's catalog)
+    versions: tuple[int, int] | None = None  # server_version_num of the target and of the copy's server
 
     @property
     def hazards(self) -> int:
@@ -78,9 +79,12 @@ def check(target: Target, builder: Target | None) -> Report:
         return report
     from dbtool.ops.drift import throwaway
 
+    with open_session(target) as session:
+        version = session.server_version
     with throwaway(builder, SCRATCH_SUFFIX) as scratch:
         report.copy = _copy(target, scratch)
         with open_session(scratch) as session:
+            report.versions = (version, session.server_version)
             report.findings = _Replay(session).run(pending)
     return report
 
@@ -223,6 +227,9 @@ def summary(report: Report) -> str:
     if hazards:
         found += f" ({hazards - report.unacknowledged} acknowledged)"
     how = f"replayed on a copy ({report.copy})" if report.copy else "by the rules alone, on the target's catalog"
+    if report.versions is not None and report.versions[0] // 10000 != report.versions[1] // 10000:
+        target, copy = (version // 10000 for version in report.versions)
+        how += f"; note: the copy ran on PostgreSQL {copy}, the target runs {target} (a lock or a rewrite may differ)"
     return f"{count} pending migration{'s' * (count != 1)} on {report.target}: {found}; {how}"
 
 
@@ -232,6 +239,9 @@ def as_json(report: Report) -> dict[str, Any]:
         "pending": report.pending,
         "replayed": bool(report.copy),
         "copy": report.copy or None,
+        "server_versions": (
+            {"target": report.versions[0], "copy": report.versions[1]} if report.versions is not None else None
+        ),
         "hazards": report.hazards,
         "unacknowledged": report.unacknowledged,
         "statements": [

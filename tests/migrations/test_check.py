@@ -209,6 +209,8 @@ def test_prod_is_replayed_on_the_local_server_and_only_read(local, prod, project
     code, report = check("prod")
     assert code == 1 and hazards(report) == ["index-not-concurrent"]
     assert report["copy"].startswith("pg_dump --schema-only of ")
+    versions = report["server_versions"]
+    assert versions["target"] == versions["copy"] >= 150000  # the same major here: the run says nothing of it
     assert applied(prod) == [] and rows(prod, "SELECT count(*) FROM pg_indexes WHERE tablename = 'items'") == [(2,)]
     assert rows(prod, "SELECT count(*) FROM pg_database WHERE datname LIKE '%dbtool_check%'") == [(0,)]
 
