@@ -73,11 +73,19 @@ def refuse_drift(target: Target, builder: Target) -> None:
 def throwaway(builder: Target, suffix: str) -> Iterator[Target]:
     """A new, empty database on ``builder``'s server, as a target; dropped afterwards, whatever happens."""
     from dbtool.engine.session import open_maintenance_session
+    from dbtool.errors import ServerError
     from dbtool.ops.admin import create_database, drop_database
 
     scratch = builder.on_database(f"{builder.dbname[:36]}{suffix}_{os.getpid()}_{secrets.token_hex(2)}")
     with open_maintenance_session(builder) as admin:
-        create_database(admin, scratch.dbname)
+        try:
+            create_database(admin, scratch.dbname)
+        except ServerError as error:
+            raise ServerError(
+                f"cannot build a throwaway database on {builder.display}: {error.message}",
+                f"{builder.display.split('@')[0]} needs CREATEDB for it (ALTER ROLE … CREATEDB)",
+                remedy="drift",
+            ) from None
         try:
             yield scratch
         finally:

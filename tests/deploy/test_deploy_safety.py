@@ -93,3 +93,35 @@ def test_no_drift_and_nothing_pending_is_no_extra_work(deployed, project, caplog
     caplog.clear()
     assert deployed()["Status"] == "SUCCESS"  # nothing pending: no throwaway database built
     assert "no drift" not in caplog.text
+
+
+def test_a_user_who_cannot_create_the_throwaway_database_is_told_so(receiver, aws, local, project, monkeypatch):
+    import json
+
+    from tests.conftest import DBNAME
+
+    monkeypatch.setenv("DBTOOL_PROJECT_ROOT", str(project))
+    monkeypatch.delenv("CONNECTION_URL", raising=False)
+    local.create()
+    with psycopg.connect(local.url()) as conn:
+        conn.execute("CREATE ROLE deployer LOGIN PASSWORD 'deployer-pw' NOCREATEDB")
+        conn.execute("CREATE TABLE users (id int)")
+        conn.execute("ALTER TABLE users OWNER TO deployer")
+    value = {"username": "deployer", "password": "deployer-pw", "host": "127.0.0.1", "port": str(local.cluster.port)}
+    value["dbname"] = DBNAME
+    arn = aws.client("secretsmanager").create_secret(Name="deployer", SecretString=json.dumps(value))["ARN"]
+    migration(project, V1, "bio", "ALTER TABLE users ADD COLUMN bio text;")
+    try:
+        handler(event(receiver, "Create", {"SecretArn": arn}), Context())
+    finally:
+        with psycopg.connect(local.url()) as conn:
+            conn.execute("DROP TABLE IF EXISTS users")
+            conn.execute("DROP ROLE deployer")
+    reply = last(receiver)
+    assert reply["Status"] == "FAILED", reply
+    assert reply["Reason"].startswith("cannot build a throwaway database on deployer@"), reply["Reason"]
+    assert "permission denied to create database" in reply["Reason"]
+    assert reply["Reason"].endswith(
+        "needs CREATEDB for it (ALTER ROLE … CREATEDB), or set the AllowDrift property to migrate it as it is)"
+    ), reply["Reason"]
+    assert "deployer-pw" not in json.dumps(reply)
