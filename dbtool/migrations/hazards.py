@@ -117,6 +117,8 @@ _DEFAULT = re.compile(
     r"\bdefault (?P<expression>.*?)(?= not null| null| constraint | check\b| references | unique\b|"
     r" primary key| generated | collate |$)"
 )
+_DO_BODY = re.compile(r"(?is)\s*do\s+(?:language\s+\w+\s+)?\$(?P<tag>\w*)\$(?P<body>.*)\$(?P=tag)\$")
+_DDL_START = re.compile(r"(?:^|(?<= ))(?:create|alter|drop) (?:table|(?:unique )?index)\b")
 _FUNCTION_CALL = re.compile(rf"(?P<name>{NAME}) ?\(")
 _SERIAL = re.compile(r"^(?:small|big)?serial(?:2|4|8)?\b")
 _STORED_GENERATED = re.compile(r"\bgenerated always as ?\(.*\) stored\b")
@@ -290,7 +292,12 @@ class Analysis:
         self.state = _State()
 
     def statement(self, sql: str) -> list[Hazard]:
-        text = normalise(sql)
+        body = _DO_BODY.match(sql)
+        if body is not None:  # the DDL a DO block runs (idempotent migrations wrap it in IF NOT EXISTS … THEN)
+            return [found for part in _embedded(body["body"]) for found in self._one(part)]
+        return self._one(normalise(sql))
+
+    def _one(self, text: str) -> list[Hazard]:
         if (found := _CREATE_TABLE.match(text)) is not None:
             self.state.created.add(split_name(found["table"]))
             return []
@@ -379,6 +386,17 @@ class Analysis:
         if re.search(r"\breferences\b", definition) and not hazards:
             pass  # a new column is all NULL: its foreign key has nothing to check
         return hazards
+
+
+def _embedded(body: str) -> list[str]:
+    """The DDL statements in a DO block's PL/pgSQL, normalised: each ``;``-separated part from its first
+    CREATE, ALTER or DROP (past ``BEGIN``, ``IF … THEN``, ``EXCEPTION WHEN … THEN``); dynamic SQL stays unseen."""
+    parts = []
+    for part in top_level(normalise(body), ";"):
+        found = _DDL_START.search(part)
+        if found is not None:
+            parts.append(part[found.start() :])
+    return parts
 
 
 def _shown(table: tuple[str, str]) -> str:

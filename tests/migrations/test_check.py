@@ -105,6 +105,18 @@ CASES = {
     "drop a table": ("DROP TABLE owners;", "", ["drop"]),
     "drop a constraint": ("ALTER TABLE proved DROP CONSTRAINT email_present;", "", []),
     "drop a table this run creates": ("CREATE TABLE t (a int);\nDROP TABLE t;", "", []),
+    "a drop inside a DO block": (
+        "DO $$\nBEGIN\n  IF EXISTS (SELECT 1 FROM pg_attribute WHERE attname = 'note') THEN\n"
+        "    ALTER TABLE items DROP COLUMN note;\n  END IF;\nEND $$;",
+        "",
+        ["drop"],
+    ),
+    "a DO block making its own table and index": (
+        "DO $body$ BEGIN\n  CREATE TABLE IF NOT EXISTS t (a int);\n  CREATE INDEX IF NOT EXISTS t_a ON t (a);\n"
+        "EXCEPTION WHEN duplicate_object THEN NULL;\nEND $body$;",
+        "",
+        [],
+    ),
 }
 
 
