@@ -343,7 +343,7 @@ class Analysis:
             if column is not None:
                 self.state.not_null.setdefault(table, set()).add(column)
             return []
-        if (found := _DROP_COLUMN.match(action)) is not None and found["column"] not in ("constraint",):
+        if (found := _DROP_COLUMN.match(action)) is not None:
             return [hazard("drop", shown, what=f"column {shown}.{unquote(found['column'])}")]
         if (found := _RENAME_COLUMN.match(action)) is not None:
             return [hazard("rename", shown, what=f"column {shown}.{unquote(found['column'])}")]
@@ -383,9 +383,7 @@ class Analysis:
                 hazards.append(hazard("volatile-default", shown, column=column, what=f"{volatile[0]}()"))
         if re.search(r"\b(?:primary key|unique)\b", definition):
             hazards.append(hazard("constraint-builds-index", shown, what=f"column {column} as a key"))
-        if re.search(r"\breferences\b", definition) and not hazards:
-            pass  # a new column is all NULL: its foreign key has nothing to check
-        return hazards
+        return hazards  # REFERENCES is none: a new column is all NULL, its foreign key has nothing to check
 
 
 def _embedded(body: str) -> list[str]:
