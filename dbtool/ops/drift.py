@@ -9,7 +9,8 @@ Both sides are described by one catalog query (``queries/schema_description.sql`
 transport, the RDS Data API included, and needs no ``pg_dump``: schemas, extensions, types, sequences, tables
 (columns sorted by name, so column order is not drift), constraints, indexes, views, functions, triggers, rules
 and policies, written as DDL with every name schema-qualified; extension members and the migrations table
-(dbmate's and dbtool's differ) left out. The differences are a unified diff of the two descriptions.
+(dbmate's and dbtool's differ) left out, and so are the extensions ``dbtool.toml`` declares (``up`` installs
+those; ``dbtool extensions --check`` compares them). The differences are a unified diff of the two descriptions.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from __future__ import annotations
 import difflib
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
@@ -46,7 +47,22 @@ def drift(target: Target, builder: Target, actual: list[str] | None = None) -> l
     with throwaway(builder, SCRATCH_SUFFIX) as scratch:
         build(target, scratch)
         expected = describe_target(scratch)
+    declared = _declared_extensions(target)
+    expected, actual = declared(expected), declared(actual)
     return list(difflib.unified_diff(expected, actual, EXPECTED, target.display, lineterm="", n=2))
+
+
+def _declared_extensions(target: Target) -> Callable[[list[str]], list[str]]:
+    """A filter for the description lines of the extensions ``dbtool.toml`` declares: ``up`` installs and
+    updates those (``dbtool extensions --check`` compares them), so one not there yet is not drift."""
+    names = target.context.declaration.extensions
+    starts = tuple(f"CREATE EXTENSION {shown} " for name in names for shown in (name, '"' + name + '"'))
+
+    def without(lines: list[str]) -> list[str]:
+        kept = [line for line in lines if not (starts and line.startswith(starts))]
+        return [line for index, line in enumerate(kept) if line or (index > 0 and kept[index - 1])]
+
+    return without
 
 
 def refuse_drift(target: Target, builder: Target) -> None:

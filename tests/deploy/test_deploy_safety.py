@@ -125,3 +125,12 @@ def test_a_user_who_cannot_create_the_throwaway_database_is_told_so(receiver, aw
         "needs CREATEDB for it (ALTER ROLE … CREATEDB), or set the AllowDrift property to migrate it as it is)"
     ), reply["Reason"]
     assert "deployer-pw" not in json.dumps(reply)
+
+
+def test_a_newly_declared_extension_is_not_drift(deployed, project):
+    """dbtool.toml gains an extension and a migration uses it: up installs it, so its absence is not drift."""
+    (project / "dbtool.toml").write_text('[extensions]\ncitext = "1.6"\n')
+    migration(project, V2, "nickname", "ALTER TABLE users ADD COLUMN nickname citext;")
+    reply = deployed()
+    assert reply["Status"] == "SUCCESS", reply
+    assert applied(deployed.server) == [V1, V2]
