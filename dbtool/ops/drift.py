@@ -39,6 +39,11 @@ class Drifted(DbtoolError):
     """The target's schema differs from what the project's files produce."""
 
 
+class SchemaAhead(DbtoolError):
+    """``db/schema.sql`` already holds migrations the target has not applied (it was dumped after them): what
+    the files produce for the target cannot be built, so there is nothing to compare yet."""
+
+
 def drift(target: Target, builder: Target, actual: list[str] | None = None) -> list[str]:
     """The differences, as unified diff lines from expected to ``actual`` (default: the target described now);
     empty when there is no drift. ``builder`` is the target on whose server the expected schema is built (a
@@ -127,7 +132,16 @@ def build(target: Target, scratch: Target) -> None:
                 reconcile(session, declared)
             if schema.is_file():
                 load_file(session, schema)
-    Migrations(scratch, timeouts=Timeouts()).migrate(only=applied, allow_changed=True, hazards=False)
+    built = Migrations(scratch, timeouts=Timeouts())
+    ahead = sorted({entry.version for entry in built.status() if entry.state != "pending"} - applied, key=int)
+    if ahead:
+        count = f"{len(ahead)} migration{'s' * (len(ahead) != 1)}"
+        raise SchemaAhead(
+            f"db/schema.sql marks {count} applied that {target.display} has not applied ({', '.join(ahead[:3])}"
+            f"{', …' if len(ahead) > 3 else ''}), so what the files produce for it cannot be built",
+            "db/schema.sql was dumped after them; compare once they are applied (dbtool migrate, then dbtool drift)",
+        )
+    built.migrate(only=applied, allow_changed=True, hazards=False)
 
 
 def describe_target(target: Target) -> list[str]:

@@ -253,3 +253,18 @@ def test_drift_over_the_data_api(data_api, local, project):
     run = dbtool("drift", "prod")
     assert run.code == 1, run.all
     assert "+CREATE INDEX users_bio ON public.users USING btree (bio);" in run.out.splitlines()
+
+
+def test_drift_against_a_schema_dumped_after_migrations_the_target_lacks_says_so(local, prod, project):
+    prod.create()
+    migration(project, V1, "bio", "ALTER TABLE users ADD COLUMN bio text;")
+    assert dbtool("schema-load", "prod", "--yes").code == 0
+    assert dbtool("migrate", "prod", "--yes").code == 0
+    migration(project, "20260102000000", "nick", "ALTER TABLE users ADD COLUMN nick text;")
+    assert dbtool("setup").code == 0 and dbtool("schema", "dump").code == 0  # the usual: migrate here, dump
+    line = error_line(dbtool("drift", "prod"))
+    assert line.startswith("error: db/schema.sql marks 1 migration applied that "), line
+    assert "has not applied (20260102000000)" in line and "dbtool migrate, then dbtool drift" in line
+    assert dbtool("migrate", "prod", "--yes").code == 0
+    run = dbtool("drift", "prod")
+    assert run.code == 0, run.all
