@@ -133,7 +133,8 @@ def build(target: Target, scratch: Target) -> None:
             if schema.is_file():
                 load_file(session, schema)
     built = Migrations(scratch, timeouts=Timeouts())
-    ahead = sorted({entry.version for entry in built.status() if entry.state != "pending"} - applied, key=int)
+    marked = {entry.version for entry in built.status() if entry.state != "pending"}
+    ahead = sorted((marked & {m.version for m in built.files}) - applied, key=int)  # files pending on the target
     if ahead:
         count = f"{len(ahead)} migration{'s' * (len(ahead) != 1)}"
         raise SchemaAhead(
