@@ -113,6 +113,7 @@ class _Replay:
         self.session = session
         self.analysis = Analysis(Catalog(session))
         self.before = self._relations()  # oid: (shown name, relfilenode) of the tables that existed before
+        self.nodes = self.before  # the relfilenodes as the latest statement left them
         self.analysis.catalog.tables()  # read now: "existed before" means before the first migration
         self.findings: list[Finding] = []
         self.held: set[tuple[int, str]] = set()  # locks the current migration's transaction holds
@@ -143,17 +144,16 @@ class _Replay:
             text = sql.decode("utf-8", "replace")
             finding = Finding(migration.display, line, text, self.analysis.statement(text))
             finding.allows = allows(comments.before(line, text), finding.where)
-            nodes = self._relations()
             run()
             locks = self._locks()
             new = [(oid, mode) for oid, mode in locks if oid in self.before and _stronger(mode, oid, self.held)]
             finding.locks = _strongest((self.before[oid][0], mode) for oid, mode in new)
             self.held |= locks
-            after = self._relations()
+            nodes, self.nodes = self.nodes, self._relations()
             finding.rewrites = [
                 self.before[oid][0]
                 for oid, (_, node) in nodes.items()
-                if oid in self.before and oid in after and after[oid][1] != node
+                if oid in self.before and oid in self.nodes and self.nodes[oid][1] != node
             ]
             _merge(finding)
             finding.acknowledge()

@@ -18,7 +18,7 @@ from __future__ import annotations
 import difflib
 import os
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
@@ -33,6 +33,7 @@ SCRATCH_SUFFIX = "_dbtool_drift"
 SCHEMA_FILE = "db/schema.sql"
 EXPECTED = "expected (db/schema.sql + applied migrations)"
 SHOWN_LINES = 6  # lines of a diff a one-line error quotes
+EXTENSION_KIND = 2  # schema_description.sql's kind for CREATE EXTENSION rows
 
 
 class Drifted(DbtoolError):
@@ -52,22 +53,7 @@ def drift(target: Target, builder: Target, actual: list[str] | None = None) -> l
     with throwaway(builder, SCRATCH_SUFFIX) as scratch:
         build(target, scratch)
         expected = describe_target(scratch)
-    declared = _declared_extensions(target)
-    expected, actual = declared(expected), declared(actual)
     return list(difflib.unified_diff(expected, actual, EXPECTED, target.display, lineterm="", n=2))
-
-
-def _declared_extensions(target: Target) -> Callable[[list[str]], list[str]]:
-    """A filter for the description lines of the extensions ``dbtool.toml`` declares: ``up`` installs and
-    updates those (``dbtool extensions --check`` compares them), so one not there yet is not drift."""
-    names = target.context.declaration.extensions
-    starts = tuple(f"CREATE EXTENSION {shown} " for name in names for shown in (name, '"' + name + '"'))
-
-    def without(lines: list[str]) -> list[str]:
-        kept = [line for line in lines if not (starts and line.startswith(starts))]
-        return [line for index, line in enumerate(kept) if line or (index > 0 and kept[index - 1])]
-
-    return without
 
 
 def refuse_drift(target: Target, builder: Target) -> None:
@@ -104,7 +90,7 @@ def throwaway(builder: Target, suffix: str) -> Iterator[Target]:
         except ServerError as error:
             raise ServerError(
                 f"cannot build a throwaway database on {builder.display}: {error.message}",
-                f"{builder.display.split('@')[0]} needs CREATEDB for it (ALTER ROLE … CREATEDB)",
+                "the database user needs CREATEDB for it (ALTER ROLE … CREATEDB)",
                 remedy="drift",
             ) from None
         try:
@@ -148,12 +134,13 @@ def build(target: Target, scratch: Target) -> None:
 def describe_target(target: Target) -> list[str]:
     from dbtool.engine.session import open_session
 
-    with open_session(target) as session:
-        return describe(session)
+    with open_session(target) as session:  # declared extensions are up's (dbtool extensions --check compares them)
+        return describe(session, leave_out=set(target.context.declaration.extensions))
 
 
-def describe(session: Session) -> list[str]:
-    """The schema as comparable lines: each object's DDL, then a blank line, in a fixed order."""
+def describe(session: Session, *, leave_out: Collection[str] = ()) -> list[str]:
+    """The schema as comparable lines: each object's DDL, then a blank line, in a fixed order; the extensions
+    named in ``leave_out`` left out."""
     session.begin()
     try:  # every name qualified, whatever the session's search_path
         session.execute(queries.get("set_setting"), {"name": "search_path", "value": "pg_catalog", "local": True})
@@ -161,6 +148,8 @@ def describe(session: Session) -> list[str]:
     finally:
         session.rollback()
     lines: list[str] = []
-    for _, _, ddl in rows:
+    for kind, name, ddl in rows:
+        if kind == EXTENSION_KIND and name in leave_out:
+            continue
         lines += [*ddl.splitlines(), ""]
     return lines
